@@ -1,0 +1,214 @@
+"""HTTP plumbing every router shares: runtime, unit of work, caller, purpose, pagination."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cdp.audit import service as audit
+from cdp.audit.service import RequestContext
+from cdp.auth import service as auth
+from cdp.auth.principal import Principal
+from cdp.auth.ratelimit import RateLimiter
+from cdp.auth.tokens import TokenService
+from cdp.config import Settings
+from cdp.db import unit_of_work
+from cdp.errors import CdpError, InsufficientScope, RateLimited, Unauthorized, ValidationFailed
+from cdp.policy import Policy
+
+log = logging.getLogger("cdp.api")
+
+
+@dataclass
+class Runtime:
+    """Process-wide state built once by create_app."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keystore: Engine
+    policy: Policy
+    tokens: TokenService
+    limiter: RateLimiter
+    cursor_key: bytes
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+
+
+def request_id(request: Request) -> str | None:
+    rid = request.scope.get("state", {}).get("request_id")
+    return str(rid) if rid else None
+
+
+def _audit_failure(rt: Runtime, request: Request, exc: CdpError) -> None:
+    """Denials are audited in their own transaction, since the request's one rolls back."""
+    wanted = exc.audit is not None or exc.status == 403 or exc.code == "invalid_token"
+    if not wanted:
+        return
+    spec = exc.audit or {}
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    purpose = request.headers.get("x-purpose")
+    try:
+        with unit_of_work(rt.sessions) as session:
+            session.info["ctx"] = RequestContext(rt.policy.version, request_id(request))
+            audit.append(
+                session,
+                actor=principal.actor if principal else spec.get("actor", "anonymous"),
+                organisation=principal.organisation if principal else None,
+                action=spec.get("action", "access.denied"),
+                subject=spec.get("subject"),
+                purpose=purpose if purpose in rt.policy.purposes else None,
+                fields=spec.get("fields", ()),
+                decision="deny",
+                code=exc.code,
+                detail=spec.get("detail", {"route": request.scope.get("path", "")[:200]}),
+            )
+    except Exception:  # auditing a denial must not turn it into a 500
+        log.exception("could not audit a denial")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request's one transaction, committed after the handler returns."""
+    rt = runtime(request)
+    session = rt.sessions()
+    session.info["ctx"] = RequestContext(rt.policy.version, request_id(request))
+    try:
+        yield session
+        session.commit()
+    except CdpError as exc:
+        session.rollback()
+        session.close()
+        _audit_failure(rt, request, exc)
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_principal(
+    request: Request,
+    session: SessionDep,
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required")
+    claims = rt.tokens.verify(credentials.credentials)
+    principal = auth.principal_from_claims(session, policy=rt.policy, claims=claims)
+    request.scope.setdefault("state", {})["principal"] = principal
+    session.info["ctx"] = RequestContext(
+        rt.policy.version, request_id(request), principal.organisation
+    )
+    retry_after = rt.limiter.hit(principal.actor)
+    if retry_after is not None:
+        raise RateLimited(
+            "rate limit exceeded for this client",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(scope: str) -> Any:
+    """A dependency granting the caller only when its token carries `scope`."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.has_scope(scope):
+            raise InsufficientScope(f"this operation needs scope {scope}")
+        return principal
+
+    return Depends(check)
+
+
+def purpose_header(
+    x_purpose: Annotated[
+        str | None,
+        Header(
+            description="Purpose of processing (an id from /v1/policies/purposes).",
+            examples=["customer_care"],
+        ),
+    ] = None,
+) -> str | None:
+    return x_purpose
+
+
+PurposeDep = Annotated[str | None, Depends(purpose_header)]
+
+
+# --- cursor pagination: opaque, signed, so a cursor the server did not issue is refused ---
+
+
+def encode_cursor(rt: Runtime, value: str) -> str:
+    raw = json.dumps({"a": value}, separators=(",", ":")).encode()
+    mac = hmac.new(rt.cursor_key, raw, hashlib.sha256).digest()[:12]
+    return base64.urlsafe_b64encode(mac + raw).decode().rstrip("=")
+
+
+def decode_cursor(rt: Runtime, cursor: str) -> str:
+    try:
+        blob = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        mac, raw = blob[:12], blob[12:]
+        good = hmac.compare_digest(mac, hmac.new(rt.cursor_key, raw, hashlib.sha256).digest()[:12])
+        if not good:
+            raise ValueError
+        value = json.loads(raw)["a"]
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(
+            "cursor was not issued by this server",
+            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    limit: int
+    after: str | None
+
+
+def page_params(
+    rt: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size, 1-500.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page.")
+    ] = None,
+) -> Page:
+    return Page(limit=limit, after=decode_cursor(rt, cursor) if cursor else None)
+
+
+PageDep = Annotated[Page, Depends(page_params)]
+
+
+def next_cursor(rt: Runtime, items: list[Any], page: Page, key: str = "id") -> str | None:
+    if len(items) < page.limit:
+        return None
+    return encode_cursor(rt, str(getattr(items[-1], key)))

@@ -1,0 +1,250 @@
+"""create_app(settings): the FastAPI application with every domain router mounted."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cdp import __version__
+from cdp.api import Runtime, request_id
+from cdp.audit import service as audit
+from cdp.audit.router import router as audit_router
+from cdp.audit.service import RequestContext
+from cdp.auth.ratelimit import RateLimiter
+from cdp.auth.router import router as auth_router
+from cdp.auth.tokens import SigningKey, TokenService, hmac_key, private_key_file
+from cdp.config import Settings, get_settings
+from cdp.db import make_engine, make_sessionmaker, schema_is_current, unit_of_work, upgrade
+from cdp.errors import (
+    PROBLEM_SCHEMA,
+    BadRequest,
+    CdpError,
+    MethodNotAllowed,
+    NotFound,
+    ValidationFailed,
+    problem_body,
+    problem_responses,
+)
+from cdp.ops import logs
+from cdp.ops.metrics import Metrics
+from cdp.ops.middleware import EdgeMiddleware
+from cdp.ops.router import router as ops_router
+from cdp.policy import load_policy
+from cdp.policy.router import router as policy_router
+
+log = logging.getLogger("cdp.app")
+
+ROUTERS = (ops_router, auth_router, policy_router, audit_router)
+
+
+def _dev_secret(path: Path, what: str) -> str:
+    """A local secret for development, created once, with a warning nobody can miss."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value)
+    path.chmod(0o600)
+    log.warning(
+        "DEVELOPMENT %s created at %s: set it explicitly in production", what, path.name
+    )
+    return value
+
+
+def _token_service(settings: Settings) -> tuple[TokenService, bytes]:
+    if settings.jwt_private_key_file:
+        key: SigningKey = private_key_file(settings.jwt_private_key_file)
+        material = settings.jwt_private_key_file.read_bytes()
+    else:
+        secret = settings.jwt_secret or _dev_secret(
+            settings.data_dir / "jwt-secret", "JWT signing secret (CDP_JWT_SECRET)"
+        )
+        key, material = hmac_key(secret), secret.encode()
+    service = TokenService(
+        [key],
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        max_ttl_seconds=max(settings.token_ttl_seconds, settings.subject_token_ttl_seconds),
+    )
+    return service, hashlib.sha256(b"cdp-cursor|" + material).digest()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Everything the app needs, built once; an invalid policy stops here (file, line, reason)."""
+    policy = load_policy(settings.policy_dir)
+    engine = make_engine(settings.resolved_database_url())
+    keystore = make_engine(settings.resolved_keystore_url())
+    tokens, cursor_key = _token_service(settings)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        keystore=keystore,
+        policy=policy,
+        tokens=tokens,
+        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        cursor_key=cursor_key,
+    )
+
+
+def start(rt: Runtime) -> None:
+    """Start-up work: migrate an embedded database, refuse a stale schema, audit the policy."""
+    if not schema_is_current(rt.engine):
+        if rt.settings.is_embedded and rt.settings.auto_migrate:
+            upgrade(rt.settings.resolved_database_url())
+        else:
+            raise RuntimeError("database schema is not at head: run `cdp db upgrade`")
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        audit.append(
+            session,
+            actor="system",
+            action="policy.load",
+            detail={"version": rt.policy.version, "files": list(rt.policy.files)},
+        )
+
+
+def _problem(request: Request, exc: CdpError) -> JSONResponse:
+    body = problem_body(
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        request_id=request_id(request),
+        errors=exc.errors,
+    )
+    return JSONResponse(
+        body, status_code=exc.status, headers=exc.headers, media_type="application/problem+json"
+    )
+
+
+def _safe_errors(errors: Any) -> list[dict[str, Any]]:
+    # Pydantic puts the offending input in each error; that may be PI, so only loc/msg/type leave.
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+        for e in errors
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CdpError)
+    async def on_cdp_error(request: Request, exc: CdpError) -> JSONResponse:
+        return _problem(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = ValidationFailed(
+            "the request does not match the schema", errors=_safe_errors(exc.errors())
+        )
+        return _problem(request, err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        mapped: CdpError
+        if exc.status_code == 404:
+            mapped = NotFound("no such resource")
+        elif exc.status_code == 405:
+            mapped = MethodNotAllowed("method not allowed on this resource")
+        else:
+            mapped = BadRequest(str(exc.detail)[:200] if exc.status_code < 500 else None)
+        response = _problem(request, mapped)
+        response.status_code = exc.status_code if exc.status_code in (404, 405) else 400
+        response.headers.update(exc.headers or {})
+        return response
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title="cdp",
+        version=__version__,
+        summary="Privacy-compliant customer data platform (PIPL)",
+        description=(
+            "Profiles with field-level encryption, consent and purpose limitation, "
+            "a hash-chained audit log, tracking, segments and rights requests. Errors are "
+            "RFC 9457 problem+json with a stable `code`."
+        ),
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    errors_422 = problem_responses(422)[422]["content"]
+    for path_item in schema.get("paths", {}).values():
+        for op in path_item.values():
+            responses = op.setdefault("responses", {})
+            # FastAPI's own 422 body is replaced by our problem+json everywhere.
+            if "422" in responses:
+                responses["422"] = {"description": "Request validation failed", "content": errors_422}
+            responses.setdefault(
+                "500",
+                {
+                    "description": "Unexpected error (never carries internal details)",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
+                },
+            )
+    schemas = schema["components"]["schemas"]
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema
+
+
+TAGS = [
+    {"name": "auth", "description": "OAuth2 client-credentials tokens and signing keys."},
+    {"name": "clients", "description": "API clients (admin)."},
+    {"name": "sources", "description": "Tracking sources and their write keys (admin)."},
+    {"name": "policies", "description": "The loaded policy: purposes, fields, roles, version."},
+    {"name": "audit", "description": "The hash-chained audit log."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """The application; start-up work runs in the lifespan so `openapi export` needs no DB."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, json_output=settings.log_json)
+    rt = runtime or build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        start(rt)
+        yield
+        rt.engine.dispose()
+        rt.keystore.dispose()
+
+    app = FastAPI(
+        title="cdp",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+        generate_unique_id_function=lambda route: route.name,
+    )
+    metrics = Metrics()
+    app.state.runtime = rt
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.operation_id is None:
+            route.operation_id = route.name
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app

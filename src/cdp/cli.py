@@ -1,0 +1,247 @@
+"""The `cdp` command: serve, db, clients, sources, policies, openapi."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cdp.config import Settings
+
+app = typer.Typer(help="cdp: privacy-compliant customer data platform", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+clients_app = typer.Typer(help="API clients.", no_args_is_help=True)
+sources_app = typer.Typer(help="Tracking sources.", no_args_is_help=True)
+policies_app = typer.Typer(help="Policy files.", no_args_is_help=True)
+openapi_app = typer.Typer(help="The OpenAPI document.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(clients_app, name="clients")
+app.add_typer(sources_app, name="sources")
+app.add_typer(policies_app, name="policies")
+app.add_typer(openapi_app, name="openapi")
+
+CLI_ACTOR = "operator:cli"
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _runtime() -> object:
+    from cdp.app import build_runtime
+    from cdp.policy import PolicyInvalid
+
+    try:
+        rt = build_runtime(Settings())
+    except PolicyInvalid as exc:
+        _fail(f"policy invalid:\n{exc}")
+    from cdp.db import schema_is_current, upgrade
+
+    if not schema_is_current(rt.engine):
+        if rt.settings.is_embedded:
+            upgrade(rt.settings.resolved_database_url())
+        else:
+            _fail("database schema is not at head: run `cdp db upgrade`")
+    return rt
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Run the API; an embedded SQLite database is migrated on first start."""
+    from cdp.serve import run
+
+    run(host=host, port=port, workers=workers)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to the latest revision."""
+    from cdp.db import upgrade
+
+    upgrade(Settings().resolved_database_url(), revision)
+    typer.echo("database at head")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail when the ORM models and the migrations differ (checked on a scratch database)."""
+    import tempfile
+
+    from cdp.db import make_engine, schema_drift, upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/check.db"
+        upgrade(url)
+        engine = make_engine(url)
+        diffs = schema_drift(engine)
+        engine.dispose()
+    if diffs:
+        for diff in diffs:
+            typer.echo(f"drift: {diff}", err=True)
+        _fail("models and migrations differ: add an Alembic revision")
+    typer.echo("models and migrations agree")
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="Client name.")],
+    role: Annotated[str, typer.Option(help="Role from roles.yaml.")],
+    purpose: Annotated[list[str] | None, typer.Option(help="Allowed purpose (repeat).")] = None,
+    organisation: Annotated[str | None, typer.Option(help="Organisation (art. 21).")] = None,
+    entrusted: Annotated[bool, typer.Option(help="An entrusted processor.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Register an API client and print its id and secret (shown once)."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.auth import service
+    from cdp.db import unit_of_work
+    from cdp.errors import CdpError
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    try:
+        with unit_of_work(rt.sessions) as session:
+            session.info["ctx"] = RequestContext(rt.policy.version)
+            client, secret = service.create_client(
+                session,
+                policy=rt.policy,
+                actor=CLI_ACTOR,
+                name=name,
+                role=role,
+                purposes=purpose or None,
+                organisation=organisation,
+                entrusted=entrusted,
+                scrypt_n=rt.settings.secret_scrypt_n,
+            )
+    except CdpError as exc:
+        _fail(f"error: {exc.detail}")
+    if as_json:
+        out = {"client_id": client.id, "client_secret": secret, "role": client.role,
+               "purposes": client.purposes}
+        typer.echo(json.dumps(out))
+    else:
+        typer.echo(f"client_id:     {client.id}\nclient_secret: {secret}\n"
+                   f"role:          {client.role}\npurposes:      {' '.join(client.purposes)}")
+        typer.echo("The secret is shown only now; store it safely.", err=True)
+
+
+@clients_app.command("list")
+def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List API clients."""
+    from cdp.api import Runtime
+    from cdp.auth import service
+    from cdp.db import unit_of_work
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    with unit_of_work(rt.sessions) as session:
+        rows = [
+            {"client_id": c.id, "name": c.name, "role": c.role, "revoked": c.revoked_at is not None}
+            for c in service.list_clients(session, limit=10_000)
+        ]
+    for row in rows:
+        typer.echo(json.dumps(row) if as_json else f"{row['client_id']}  {row['role']:<10} "
+                   f"{'revoked ' if row['revoked'] else ''}{row['name']}")
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: str) -> None:
+    """Revoke a client; its tokens stop working at once."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.auth import service
+    from cdp.db import unit_of_work
+    from cdp.errors import CdpError
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    try:
+        with unit_of_work(rt.sessions) as session:
+            session.info["ctx"] = RequestContext(rt.policy.version)
+            service.revoke_client(session, actor=CLI_ACTOR, client_id=client_id)
+    except CdpError as exc:
+        _fail(f"error: {exc.detail}")
+    typer.echo(f"revoked {client_id}")
+
+
+@sources_app.command("create")
+def sources_create(
+    name: Annotated[str, typer.Option(help="Source name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a tracking source and print its write key (shown once)."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.auth import service
+    from cdp.db import unit_of_work
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        source, key = service.create_source(session, actor=CLI_ACTOR, name=name)
+    if as_json:
+        typer.echo(json.dumps({"source_id": source.id, "write_key": key}))
+    else:
+        typer.echo(f"source_id: {source.id}\nwrite_key: {key}")
+
+
+@policies_app.command("check")
+def policies_check(
+    directory: Annotated[Path | None, typer.Argument(help="Policy folder.")] = None,
+) -> None:
+    """Validate policy files; print file, line and reason for each error."""
+    from cdp.policy import PolicyInvalid, load_policy
+
+    folder = directory or Settings().policy_dir
+    try:
+        policy = load_policy(folder)
+    except PolicyInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        _fail(f"{len(exc.issues)} error(s) in {folder}")
+    typer.echo(f"policy ok: {policy.version} ({len(policy.purposes)} purposes, "
+               f"{len(policy.fields)} fields, {len(policy.roles)} roles)")
+
+
+def openapi_document() -> str:
+    from cdp.app import create_app
+
+    settings = Settings(jwt_secret="openapi-export", log_json=False)
+    doc = create_app(settings).openapi()
+    return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+@openapi_app.command("export")
+def openapi_export(
+    out: Annotated[Path, typer.Option(help="Where to write.")] = OPENAPI_PATH,
+    check: Annotated[bool, typer.Option("--check", help="Fail when the file is stale.")] = False,
+) -> None:
+    """Write openapi/openapi.json; with --check, fail when it differs from the code."""
+    text = openapi_document()
+    if check:
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
+            _fail(f"{out} is stale: run `cdp openapi export`")
+        typer.echo(f"{out} is current")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    app(prog_name="cdp")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Settings from `CDP_*` environment variables, with defaults that run locally with nothing set."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_policy_dir() -> Path:
+    # The repository's demo policy when run from a checkout; an explicit CDP_POLICY_DIR otherwise.
+    here = Path(__file__).resolve().parents[2] / "policies"
+    return here if here.is_dir() else Path("policies")
+
+
+class Settings(BaseSettings):
+    """Everything configurable; read once per process (or given to create_app in tests)."""
+
+    model_config = SettingsConfigDict(env_prefix="CDP_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".cdp"), description="Local state: dev keys, SQLite files.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in data_dir.")
+    keystore_url: str = Field(default="", description="Key store URL; default its own SQLite file.")
+    policy_dir: Path = Field(default_factory=_default_policy_dir)
+    master_key: str | None = None
+    master_key_file: Path | None = None
+    jwt_secret: str | None = None
+    jwt_private_key_file: Path | None = None
+    jwt_issuer: str = "cdp"
+    jwt_audience: str = "cdp-api"
+    token_ttl_seconds: int = 900
+    subject_token_ttl_seconds: int = 600
+    notifier: str = "outbox"
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = 1024 * 1024
+    rate_limit_per_minute: int = 1200
+    rate_limit_burst: int = 200
+    # scrypt cost for client secrets; tests lower it, the cost is stored with each hash.
+    secret_scrypt_n: int = 2**14
+    auto_migrate: bool = Field(
+        default=True, description="Migrate an embedded SQLite database on start-up."
+    )
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'cdp.db').resolve()}"
+
+    def resolved_keystore_url(self) -> str:
+        return self.keystore_url or f"sqlite:///{(self.data_dir / 'cdp-keys.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,224 @@
+"""Domain errors rendered as RFC 9457 problem+json; messages never carry a PI value."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CdpError(Exception):
+    """Base error: the class carries the HTTP status, a stable code and a title."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers or {}
+        # When set, the denial is written to the audit log after the request's rollback.
+        self.audit = audit
+        super().__init__(self.detail)
+
+
+class ValidationFailed(CdpError):
+    status = 422
+    code = "validation_error"
+    title = "Request validation failed"
+
+
+class BadRequest(CdpError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class PurposeMissing(CdpError):
+    status = 400
+    code = "purpose_required"
+    title = "X-Purpose header required"
+
+
+class UnknownPurpose(CdpError):
+    status = 400
+    code = "unknown_purpose"
+    title = "Unknown purpose"
+
+
+class Unauthorized(CdpError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="cdp"'})
+        super().__init__(detail, **kw)
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    title = "Invalid or expired token"
+
+
+class InvalidClient(CdpError):
+    status = 401
+    code = "invalid_client"
+    title = "Client authentication failed"
+
+
+class Forbidden(CdpError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "Token lacks the required scope"
+
+
+class PurposeNotAllowed(Forbidden):
+    code = "purpose_not_allowed"
+    title = "Purpose not allowed"
+
+
+class FieldNotAllowed(Forbidden):
+    code = "field_not_allowed"
+    title = "Field not allowed for this purpose"
+
+
+class NotFound(CdpError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(CdpError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class Conflict(CdpError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(CdpError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(CdpError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class RateLimited(CdpError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+class ServiceUnavailable(CdpError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+
+class InternalError(CdpError):
+    status = 500
+    code = "internal_error"
+    title = "Internal server error"
+
+
+# --- rendering and documentation -------------------------------------------------------------
+
+PROBLEM_TYPE = "urn:cdp:problem:"
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request_id: str | None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+_STATUS_TEXT = {
+    400: ("Bad request or missing X-Purpose", "purpose_required"),
+    401: ("Missing, invalid, expired or revoked token", "invalid_token"),
+    403: ("Scope, purpose or field not allowed, or consent missing", "insufficient_scope"),
+    404: ("Not found", "not_found"),
+    409: ("Conflict with the current state", "conflict"),
+    413: ("Request body over 1 MiB", "payload_too_large"),
+    415: ("Unsupported media type", "unsupported_media_type"),
+    422: ("Request validation failed", "validation_error"),
+    429: ("Rate limit exceeded; see Retry-After", "rate_limited"),
+    503: ("A dependency is unavailable", "service_unavailable"),
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the given error statuses, each with an example."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, code = _STATUS_TEXT[status]
+        example = problem_body(
+            status=status,
+            code=code,
+            title=description,
+            detail=description,
+            request_id="3f1c2a9e4b7d4f0e",
+        )
+        out[status] = {
+            "description": description,
+            "content": {
+                "application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "example": example,
+                }
+            },
+        }
+    return out
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details with a stable machine-readable `code`.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "request_id": {"type": ["string", "null"]},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
