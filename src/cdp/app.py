@@ -33,6 +33,7 @@ from cdp.errors import (
     CdpError,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     ValidationFailed,
     problem_body,
     problem_responses,
@@ -157,10 +158,14 @@ def install_error_handlers(app: FastAPI) -> None:
             mapped = NotFound("no such resource")
         elif exc.status_code == 405:
             mapped = MethodNotAllowed("method not allowed on this resource")
+        elif exc.status_code == 413:
+            mapped = PayloadTooLarge(
+                f"the request body exceeds {request.app.state.runtime.settings.max_body_bytes} bytes"
+            )
         else:
             mapped = BadRequest(str(exc.detail)[:200] if exc.status_code < 500 else None)
         response = _problem(request, mapped)
-        response.status_code = exc.status_code if exc.status_code in (404, 405) else 400
+        response.status_code = mapped.status
         response.headers.update(exc.headers or {})
         return response
 

@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdp.errors import problem_body
@@ -18,8 +19,11 @@ access_log = logging.getLogger("cdp.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised while the body streams in; an HTTPException so FastAPI's body parsing passes it on."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="request body too large")
 
 
 class EdgeMiddleware:
@@ -58,9 +62,9 @@ class EdgeMiddleware:
             too_big = False
         try:
             if too_big:
-                raise _BodyTooLarge
+                raise BodyTooLarge
             await self.app(scope, self._capped(receive), send_wrapper)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if started_response[0]:
                 raise
             await self._problem(
@@ -95,7 +99,7 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge
             return message
 
         return wrapped

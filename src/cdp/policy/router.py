@@ -52,9 +52,15 @@ class FieldRead(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"name": "email", "category": "contact", "sensitive": False,
-                 "storage": "encrypted+blind_index", "type": "string", "values": None,
-                 "description": "Email address"}
+                {
+                    "name": "email",
+                    "category": "contact",
+                    "sensitive": False,
+                    "storage": "encrypted+blind_index",
+                    "type": "string",
+                    "values": None,
+                    "description": "Email address",
+                }
             ]
         }
     )
@@ -70,7 +76,9 @@ class FieldRead(BaseModel):
 class RoleRead(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"name": "support", "scopes": ["profiles:read"], "purposes": ["customer_care"]}]
+            "examples": [
+                {"name": "support", "scopes": ["profiles:read"], "purposes": ["customer_care"]}
+            ]
         }
     )
     name: str
@@ -82,8 +90,14 @@ class PolicyRead(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"version": "sha256:9c1d…", "files": ["fields.yaml", "purposes.yaml", "roles.yaml"],
-                 "purposes": [_PURPOSE_EXAMPLE], "fields": [], "roles": [], "settings": {}}
+                {
+                    "version": "sha256:9c1d…",
+                    "files": ["fields.yaml", "purposes.yaml", "roles.yaml"],
+                    "purposes": [_PURPOSE_EXAMPLE],
+                    "fields": [],
+                    "roles": [],
+                    "settings": {},
+                }
             ]
         }
     )
@@ -136,5 +150,3 @@ def get_policy(rt: RuntimeDep, principal: PrincipalDep) -> PolicyRead:
 )
 def list_purposes(rt: RuntimeDep, principal: PrincipalDep) -> PurposeList:
     return PurposeList(version=rt.policy.version, items=_purposes(rt))
-
-
