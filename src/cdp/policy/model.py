@@ -1,0 +1,202 @@
+"""The loaded policy: purposes, fields, roles and settings, as every decision sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from cdp.errors import UnknownPurpose
+
+# Ids travel in headers, tokens and audit entries: keep them short, lower-case and unambiguous.
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+
+# PIPL art. 13: the lawful bases for processing personal information.
+LegalBasis = Literal[
+    "consent",
+    "contract",
+    "legal_obligation",
+    "public_health",
+    "news_reporting",
+    "already_public",
+    "other_law",
+]
+Storage = Literal["encrypted", "encrypted+blind_index", "plain"]
+FieldType = Literal["string", "date", "number", "boolean", "enum"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Category(_Spec):
+    """A class of personal information that purposes are allowed to touch."""
+
+    id: Identifier
+    description: str
+
+
+class FieldSpec(_Spec):
+    """A profile field: its category, sensitivity (PIPL art. 28) and how it is stored."""
+
+    name: Identifier
+    category: Identifier
+    sensitive: bool = False
+    storage: Storage
+    type: FieldType
+    values: list[str] | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _enum_values(self) -> FieldSpec:
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum field needs a non-empty `values` list")
+        if self.type != "enum" and self.values is not None:
+            raise ValueError("`values` is only allowed on an enum field")
+        return self
+
+
+class Purpose(_Spec):
+    """Why personal information is processed, on which legal basis, and what it may touch."""
+
+    id: Identifier
+    names: dict[str, str]
+    description: str
+    legal_basis: LegalBasis
+    separate_consent: bool = False
+    personalisation: bool = False
+    third_party: bool = False
+    cross_border: bool = False
+    essential: bool = False
+    categories: list[Identifier]
+    retention_days: int = Field(gt=0)
+    notice: Reference | None = None
+    pia: Reference | None = None
+    # Other names clients use for this purpose, e.g. a consent manager's category keys.
+    aliases: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = []
+
+    @field_validator("names")
+    @classmethod
+    def _names_in_both_languages(cls, names: dict[str, str]) -> dict[str, str]:
+        missing = [lang for lang in ("zh", "en") if not names.get(lang, "").strip()]
+        if missing:
+            raise ValueError(f"names needs a non-empty {' and '.join(missing)} entry")
+        return names
+
+
+class RoleEntry(_Spec):
+    """A role as written in roles.yaml; scopes may use `*` or `domain:*` patterns."""
+
+    name: Identifier
+    description: str = ""
+    scopes: list[str]
+    purposes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A role with its concrete scopes; purposes may hold "*" for every purpose."""
+
+    name: str
+    scopes: frozenset[str]
+    purposes: frozenset[str]
+    description: str = ""
+
+    def allows_purpose(self, purpose: str) -> bool:
+        return "*" in self.purposes or purpose in self.purposes
+
+
+class PolicySettings(_Spec):
+    """Numbers the law leaves to the processor; the defaults apply without settings.yaml."""
+
+    # Aggregates over fewer subjects than this are suppressed.
+    k_anonymity: int = Field(default=5, ge=2)
+    # GB/T 35273-2020 8.7 allows at most 30 days; we count working days.
+    rights_due_working_days: int = Field(default=15, ge=1, le=30)
+    rights_warning_working_days: int = Field(default=3, ge=0, le=30)
+    token_max_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    # PIPL art. 28 and 31: under this age a person's PI is sensitive and needs a guardian's consent.
+    minor_age_years: int = Field(default=14, ge=1, le=18)
+    # PIPL art. 40 thresholds that oblige a security assessment for cross-border transfers.
+    cross_border_people_per_year: int = Field(default=100_000, ge=1)
+    cross_border_sensitive_people_per_year: int = Field(default=10_000, ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyIssue:
+    """One problem in a policy file; line is 1-based, None when it concerns the whole file."""
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.reason}"
+
+
+class PolicyInvalid(Exception):
+    """The policy files cannot be used; every problem found is listed, one per line."""
+
+    def __init__(self, issues: list[PolicyIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class UnknownRole(LookupError):
+    """A role name that roles.yaml does not define."""
+
+
+# eq=False keeps identity hashing, so a loaded policy can key a cache.
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """Everything loaded from the policy directory, with its content hash as version."""
+
+    version: str
+    purposes: dict[str, Purpose]
+    fields: dict[str, FieldSpec]
+    roles: dict[str, Role]
+    categories: frozenset[str]
+    settings: PolicySettings = field(default_factory=PolicySettings)
+    files: list[str] = field(default_factory=list)
+    category_specs: dict[str, Category] = field(default_factory=dict)
+
+    def role(self, name: str) -> Role:
+        """The named role; UnknownRole (not a bare KeyError) when roles.yaml lacks it."""
+        try:
+            return self.roles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.roles))
+            raise UnknownRole(f"unknown role {name!r}; roles.yaml defines: {known}") from None
+
+    def purpose(self, purpose_id: str) -> Purpose:
+        """The purpose with this id; UnknownPurpose (HTTP 400) otherwise."""
+        spec = self.purposes.get(purpose_id)
+        if spec is None:
+            raise UnknownPurpose(f"unknown purpose {purpose_id[:64]!r}")
+        return spec
+
+    def find_purpose(self, key: str) -> Purpose | None:
+        """The purpose named by its id or one of its aliases."""
+        if key in self.purposes:
+            return self.purposes[key]
+        return next((p for p in self.purposes.values() if key in p.aliases), None)
+
+    def fields_for(self, purpose_id: str) -> frozenset[str]:
+        """Names of the fields whose category the purpose may touch."""
+        allowed = set(self.purpose(purpose_id).categories)
+        return frozenset(name for name, spec in self.fields.items() if spec.category in allowed)
+
+    @property
+    def sensitive_categories(self) -> frozenset[str]:
+        """Categories holding at least one sensitive field."""
+        return frozenset(spec.category for spec in self.fields.values() if spec.sensitive)
