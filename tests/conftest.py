@@ -128,7 +128,9 @@ def token_for(
 ) -> Callable[..., dict[str, str]]:
     """Authorization headers for a new client of the given role."""
 
-    def headers(role: str = "admin", purposes: list[str] | None = None, **extra: str) -> dict[str, str]:
+    def headers(
+        role: str = "admin", purposes: list[str] | None = None, **extra: str
+    ) -> dict[str, str]:
         cid, secret = make_client(role, purposes)
         resp = client.post(
             "/v1/oauth/token",

@@ -58,9 +58,7 @@ def _dev_secret(path: Path, what: str) -> str:
     value = secrets.token_urlsafe(48)
     path.write_text(value)
     path.chmod(0o600)
-    log.warning(
-        "DEVELOPMENT %s created at %s: set it explicitly in production", what, path.name
-    )
+    log.warning("DEVELOPMENT %s created at %s: set it explicitly in production", what, path.name)
     return value
 
 
@@ -159,15 +157,71 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             mapped = MethodNotAllowed("method not allowed on this resource")
         elif exc.status_code == 413:
-            mapped = PayloadTooLarge(
-                f"the request body exceeds {request.app.state.runtime.settings.max_body_bytes} bytes"
-            )
+            limit = request.app.state.runtime.settings.max_body_bytes
+            mapped = PayloadTooLarge(f"the request body exceeds {limit} bytes")
         else:
             mapped = BadRequest(str(exc.detail)[:200] if exc.status_code < 500 else None)
         response = _problem(request, mapped)
         response.status_code = mapped.status
         response.headers.update(exc.headers or {})
         return response
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_VALIDATION_EXAMPLE = {
+    **problem_body(
+        status=422,
+        code="validation_error",
+        title="Request validation failed",
+        detail="the request does not match the schema",
+        request_id="3f1c2a9e4b7d4f0e",
+    ),
+    "errors": [{"loc": ["body", "name"], "msg": "Field required", "type": "missing"}],
+}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    """The documented problem+json response for a status every operation of a kind can return."""
+    if status == 422:
+        return {
+            "description": "Request validation failed (per-field `errors`)",
+            "content": {
+                "application/problem+json": {"schema": _PROBLEM_REF, "example": _VALIDATION_EXAMPLE}
+            },
+        }
+    if status == 500:
+        return {
+            "description": "Unexpected error (never carries internal details)",
+            "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+        }
+    return problem_responses(status)[status]
+
+
+def _complete_operation(op: dict[str, Any]) -> None:
+    """Documents the errors the shared plumbing returns, so no router can forget them."""
+    responses: dict[str, Any] = op.setdefault("responses", {})
+    implied: list[int] = []
+    if op.get("security"):  # the bearer dependency: missing/bad token, scope, rate limit
+        implied += [401, 403, 429]
+    if op.get("parameters") or op.get("requestBody"):
+        implied.append(422)
+    if op.get("requestBody"):
+        implied.append(413)  # EdgeMiddleware caps every body
+    for status in implied:
+        responses.setdefault(str(status), _error_response(status))
+    # FastAPI's own 422 body is replaced by our problem+json everywhere.
+    if "422" in responses:
+        responses["422"] = _error_response(422)
+    responses.setdefault("500", _error_response(500))
+    for status, response in responses.items():
+        if status[0] in "45":
+            # Every error leaves through the one problem+json handler, whatever a router declared.
+            declared = response.get("content", {}).get("application/problem+json", {})
+            media = {"schema": _PROBLEM_REF}
+            if "example" in declared:
+                media["example"] = declared["example"]
+            response["content"] = {"application/problem+json": media}
+    op["responses"] = dict(sorted(responses.items()))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -185,28 +239,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=app.openapi_tags,
     )
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
-    errors_422 = problem_responses(422)[422]["content"]
-    for path_item in schema.get("paths", {}).values():
-        for op in path_item.values():
-            responses = op.setdefault("responses", {})
-            # FastAPI's own 422 body is replaced by our problem+json everywhere.
-            if "422" in responses:
-                responses["422"] = {"description": "Request validation failed", "content": errors_422}
-            responses.setdefault(
-                "500",
-                {
-                    "description": "Unexpected error (never carries internal details)",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {"$ref": "#/components/schemas/Problem"}
-                        }
-                    },
-                },
-            )
-    schemas = schema["components"]["schemas"]
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    for path_item in schema.get("paths", {}).values():
+        for op in path_item.values():
+            _complete_operation(op)
+    # Stable order whatever the import order of routers, so `openapi export --check` is reliable.
+    schema["paths"] = dict(sorted(schema.get("paths", {}).items()))
+    components["schemas"] = dict(sorted(schemas.items()))
     app.openapi_schema = schema
     return schema
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -126,12 +125,18 @@ def clients_create(
     except CdpError as exc:
         _fail(f"error: {exc.detail}")
     if as_json:
-        out = {"client_id": client.id, "client_secret": secret, "role": client.role,
-               "purposes": client.purposes}
+        out = {
+            "client_id": client.id,
+            "client_secret": secret,
+            "role": client.role,
+            "purposes": client.purposes,
+        }
         typer.echo(json.dumps(out))
     else:
-        typer.echo(f"client_id:     {client.id}\nclient_secret: {secret}\n"
-                   f"role:          {client.role}\npurposes:      {' '.join(client.purposes)}")
+        typer.echo(
+            f"client_id:     {client.id}\nclient_secret: {secret}\n"
+            f"role:          {client.role}\npurposes:      {' '.join(client.purposes)}"
+        )
         typer.echo("The secret is shown only now; store it safely.", err=True)
 
 
@@ -150,8 +155,12 @@ def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
             for c in service.list_clients(session, limit=10_000)
         ]
     for row in rows:
-        typer.echo(json.dumps(row) if as_json else f"{row['client_id']}  {row['role']:<10} "
-                   f"{'revoked ' if row['revoked'] else ''}{row['name']}")
+        typer.echo(
+            json.dumps(row)
+            if as_json
+            else f"{row['client_id']}  {row['role']:<10} "
+            f"{'revoked ' if row['revoked'] else ''}{row['name']}"
+        )
 
 
 @clients_app.command("revoke")
@@ -210,14 +219,17 @@ def policies_check(
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         _fail(f"{len(exc.issues)} error(s) in {folder}")
-    typer.echo(f"policy ok: {policy.version} ({len(policy.purposes)} purposes, "
-               f"{len(policy.fields)} fields, {len(policy.roles)} roles)")
+    typer.echo(
+        f"policy ok: {policy.version} ({len(policy.purposes)} purposes, "
+        f"{len(policy.fields)} fields, {len(policy.roles)} roles)"
+    )
 
 
 def openapi_document() -> str:
     from cdp.app import create_app
 
-    settings = Settings(jwt_secret="openapi-export", log_json=False)
+    # The export signs nothing; a fixed secret keeps it from creating a development key file.
+    settings = Settings(jwt_secret="openapi-export", log_json=False)  # noqa: S106
     doc = create_app(settings).openapi()
     return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
@@ -244,4 +256,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -38,9 +38,10 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
     generated = client.get("/healthz").headers["x-request-id"]
     assert len(generated) == 16
     # A hostile request id is replaced, not echoed.
-    assert client.get("/healthz", headers={"X-Request-ID": "x" * 500}).headers[
-        "x-request-id"
-    ] != "x" * 500
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "x" * 500}).headers["x-request-id"]
+        != "x" * 500
+    )
     body = client.get("/v1/nope", headers={"X-Request-ID": "trace-9"}).json()
     assert body["request_id"] == "trace-9"
 
@@ -141,8 +142,11 @@ def test_client_lifecycle_is_audited_and_secret_hashed(
     assert _count(runtime, AuditEntry, action="token.issue") >= 1
     resp = client.post(
         "/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": created["id"],
-              "client_secret": secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": created["id"],
+            "client_secret": secret,
+        },
     )
     assert resp.status_code == 401
 
@@ -166,9 +170,7 @@ def test_client_with_unknown_role_or_purpose_is_422(
 
 def test_validation_errors_do_not_echo_input(client: TestClient, token_for: Headers) -> None:
     headers = token_for("admin")
-    resp = client.post(
-        "/v1/clients", headers=headers, json={"name": 13800138000, "role": "app"}
-    )
+    resp = client.post("/v1/clients", headers=headers, json={"name": 13800138000, "role": "app"})
     assert resp.status_code == 422 and "13800138000" not in resp.text
 
 

@@ -85,8 +85,9 @@ def test_hs256_signed_with_wrong_key_rejected(
 
 def test_hs256_signed_with_public_key_rejected(tmp_path, settings, db_url) -> None:  # type: ignore[no-untyped-def]
     # Algorithm confusion: the server signs RS256; an attacker signs HS256 with its public key.
-    from cdp.app import create_app
     from tests.conftest import _register
+
+    from cdp.app import create_app
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
@@ -219,7 +220,11 @@ def test_wrong_secret_and_unknown_client_look_the_same(
     for client_id, secret in ((cid, "cs_wrong"), ("cli_doesnotexist", "cs_wrong")):
         resp = client.post(
             "/v1/oauth/token",
-            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
         )
         _problem(resp, 401, "invalid_client")
         assert client_id not in resp.text
@@ -237,7 +242,11 @@ def test_scope_not_granted_is_refused(
     cid, secret = make_client("tracker")
     resp = client.post(
         "/v1/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": cid, "client_secret": secret,
-              "scope": "clients:admin"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": cid,
+            "client_secret": secret,
+            "scope": "clients:admin",
+        },
     )
     _problem(resp, 401, "invalid_client")

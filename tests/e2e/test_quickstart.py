@@ -61,6 +61,5 @@ def test_invalid_policy_stops_the_server(tmp_path: Path) -> None:
     env = cdp_env(tmp_path / "state", CDP_POLICY_DIR=str(bad))
     checked = cdp(env, "policies", "check")
     assert checked.returncode != 0 and "purposes.yaml:" in checked.stderr
-    with pytest.raises(RuntimeError, match="purposes.yaml"):
-        with running_server(env):
-            pass
+    with pytest.raises(RuntimeError, match=r"purposes\.yaml"), running_server(env):
+        pass

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-_ENTRY_EXAMPLE = {
+_ENTRY_EXAMPLE: dict[str, Any] = {
     "seq": 42,
     "at": "2026-11-25T08:00:00.123456Z",
     "actor": "client:cli_5f2b9c0d1e3a4b6c",
@@ -27,7 +27,9 @@ _ENTRY_EXAMPLE = {
 
 
 class AuditEntryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ENTRY_EXAMPLE]})
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_ENTRY_EXAMPLE]}
+    )
     seq: int
     at: datetime
     actor: str
@@ -57,8 +59,13 @@ class ChainVerification(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"valid": True, "checked": 4000, "first_bad_seq": None, "reason": None,
-                 "last_hash": "a71f…"}
+                {
+                    "valid": True,
+                    "checked": 4000,
+                    "first_bad_seq": None,
+                    "reason": None,
+                    "last_hash": "a71f…",
+                }
             ]
         }
     )

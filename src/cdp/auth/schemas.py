@@ -85,9 +85,7 @@ class ClientCreated(ClientRead):
 
 
 class ClientPage(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [], "next_cursor": None}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [], "next_cursor": None}]})
     items: list[ClientRead]
     next_cursor: str | None
 
@@ -140,9 +138,7 @@ class SourceCreated(SourceRead):
 
 
 class SourcePage(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [], "next_cursor": None}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [], "next_cursor": None}]})
     items: list[SourceRead]
     next_cursor: str | None
 
@@ -162,7 +158,7 @@ class TokenResponse(BaseModel):
         }
     )
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105  (the OAuth2 token type, not a secret)
     expires_in: int
     scope: str
     purposes: list[str]

@@ -136,7 +136,7 @@ class TokenService:
             raise InvalidToken("unknown signing key")
         if header.get("alg") != key.alg:
             raise InvalidToken("algorithm not accepted for this key")
-        options = {f"require_{c}": True for c in REQUIRED_CLAIMS}
+        options: dict[str, bool | int] = {f"require_{c}": True for c in REQUIRED_CLAIMS}
         options.update({"leeway": LEEWAY_SECONDS, "verify_at_hash": False})
         try:
             claims: dict[str, Any] = jwt.decode(

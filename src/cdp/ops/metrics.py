@@ -49,9 +49,9 @@ class Metrics:
             ]
             for (method, route), counts in sorted(self._latency.items()):
                 base = f'method="{method}",route="{_esc(route)}"'
-                for bound, n in zip(BUCKETS, counts, strict=False):
+                for bound, hits in zip(BUCKETS, counts, strict=False):
                     lines.append(
-                        f'cdp_http_request_duration_seconds_bucket{{{base},le="{bound}"}} {n:g}'
+                        f'cdp_http_request_duration_seconds_bucket{{{base},le="{bound}"}} {hits:g}'
                     )
                 lines.append(
                     f'cdp_http_request_duration_seconds_bucket{{{base},le="+Inf"}} {counts[-1]:g}'

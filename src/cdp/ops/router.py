@@ -21,7 +21,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"status": "ready", "database": "ok", "keystore": "ok", "policy": "sha256:…"}]
+            "examples": [
+                {"status": "ready", "database": "ok", "keystore": "ok", "policy": "sha256:…"}
+            ]
         }
     )
     status: str

@@ -46,9 +46,9 @@ def test_rollback_leaves_no_entry(runtime: Runtime) -> None:
     except RuntimeError:
         pass
     with unit_of_work(runtime.sessions) as session:
-        assert session.scalar(
-            select(func.count()).where(AuditEntry.action == "test.rolled_back")
-        ) == 0
+        assert (
+            session.scalar(select(func.count()).where(AuditEntry.action == "test.rolled_back")) == 0
+        )
 
 
 def test_tampering_is_found_at_its_sequence(runtime: Runtime) -> None:
