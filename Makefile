@@ -36,7 +36,7 @@ format: install
 
 ## make bench: the benchmarks under tests/bench (not part of make test)
 bench: install
-	$(BIN)/pytest -q -s tests/bench -p no:randomly
+	$(BIN)/pytest -q -s tests/bench
 
 openapi: install
 	$(BIN)/cdp openapi export

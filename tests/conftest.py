@@ -19,7 +19,10 @@ from cdp.config import Settings
 from cdp.db import unit_of_work, upgrade
 from tests.pgcluster import PgCluster, find_pg_bin
 
-IN_CI = bool(os.environ.get("CI") or os.environ.get("CDP_REQUIRE_POSTGRES"))
+IN_CI = any(
+    os.environ.get(name, "").lower() not in ("", "0", "false", "no")
+    for name in ("CI", "CDP_REQUIRE_POSTGRES")
+)
 BACKENDS = ["sqlite", "postgresql"]
 _db_counter = itertools.count()
 
