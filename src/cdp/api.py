@@ -7,12 +7,15 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,6 +164,20 @@ def purpose_header(
 
 PurposeDep = Annotated[str | None, Depends(purpose_header)]
 
+# --- times in query strings: RFC 3339 only ---
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _rfc3339(value: Any) -> Any:
+    # Pydantic's lax mode also reads "0.5" or "1700000000" as Unix times; the contract is RFC 3339.
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2026-11-25T08:00:00+08:00")
+    return value
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
+
 
 # --- cursor pagination: opaque, signed, so a cursor the server did not issue is refused ---
 
@@ -191,8 +208,16 @@ def decode_cursor(rt: Runtime, cursor: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """Page size and position; the cursor is checked when read, inside the handler, so a caller
+    without a valid token or scope gets its 401/403, not a 422 about the cursor."""
+
     limit: int
-    after: str | None
+    cursor: str | None
+    rt: Runtime = field(repr=False, compare=False)
+
+    @property
+    def after(self) -> str | None:
+        return decode_cursor(self.rt, self.cursor) if self.cursor else None
 
 
 def page_params(
@@ -202,7 +227,7 @@ def page_params(
         str | None, Query(max_length=512, description="next_cursor of the previous page.")
     ] = None,
 ) -> Page:
-    return Page(limit=limit, after=decode_cursor(rt, cursor) if cursor else None)
+    return Page(limit=limit, cursor=cursor, rt=rt)
 
 
 PageDep = Annotated[Page, Depends(page_params)]

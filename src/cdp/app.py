@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import secrets
@@ -14,8 +15,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from cdp import __version__
 from cdp.api import Runtime, request_id
@@ -137,6 +139,9 @@ def _safe_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+_BODY_UNPARSABLE = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CdpError)
     async def on_cdp_error(request: Request, exc: CdpError) -> JSONResponse:
@@ -156,6 +161,12 @@ def install_error_handlers(app: FastAPI) -> None:
             mapped = NotFound("no such resource")
         elif exc.status_code == 405:
             mapped = MethodNotAllowed("method not allowed on this resource")
+        elif exc.status_code == 400 and exc.detail == _BODY_UNPARSABLE:
+            # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): malformed like bad JSON.
+            mapped = ValidationFailed(
+                "the request body could not be parsed",
+                errors=[{"loc": ["body"], "msg": "not UTF-8 JSON", "type": "json_invalid"}],
+            )
         elif exc.status_code == 413:
             limit = request.app.state.runtime.settings.max_body_bytes
             mapped = PayloadTooLarge(f"the request body exceeds {limit} bytes")
@@ -164,7 +175,23 @@ def install_error_handlers(app: FastAPI) -> None:
         response = _problem(request, mapped)
         response.status_code = mapped.status
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; Allow must list them all.
+            allowed = _allowed_methods(request.app, request.scope["path"])
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
         return response
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path_format:
+            regex, _, _ = compile_path(context.path_format)
+            if regex.match(path):
+                methods |= route.methods or set()
+    return sorted(methods)
 
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -213,8 +240,8 @@ def _complete_operation(op: dict[str, Any]) -> None:
     if "422" in responses:
         responses["422"] = _error_response(422)
     responses.setdefault("500", _error_response(500))
-    for status, response in responses.items():
-        if status[0] in "45":
+    for code, response in responses.items():
+        if code[0] in "45":
             # Every error leaves through the one problem+json handler, whatever a router declared.
             declared = response.get("content", {}).get("application/problem+json", {})
             media = {"schema": _PROBLEM_REF}
@@ -227,17 +254,20 @@ def _complete_operation(op: dict[str, Any]) -> None:
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(
-        title="cdp",
-        version=__version__,
-        summary="Privacy-compliant customer data platform (PIPL)",
-        description=(
-            "Profiles with field-level encryption, consent and purpose limitation, "
-            "a hash-chained audit log, tracking, segments and rights requests. Errors are "
-            "RFC 9457 problem+json with a stable `code`."
-        ),
-        routes=app.routes,
-        tags=app.openapi_tags,
+    # A copy: the post-processing below must not edit the routers' shared `responses` dicts.
+    schema = copy.deepcopy(
+        get_openapi(
+            title="cdp",
+            version=__version__,
+            summary="Privacy-compliant customer data platform (PIPL)",
+            description=(
+                "Profiles with field-level encryption, consent and purpose limitation, "
+                "a hash-chained audit log, tracking, segments and rights requests. Errors are "
+                "RFC 9457 problem+json with a stable `code`."
+            ),
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
     )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -250,8 +280,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     # Stable order whatever the import order of routers, so `openapi export --check` is reliable.
     schema["paths"] = dict(sorted(schema.get("paths", {}).items()))
     components["schemas"] = dict(sorted(schemas.items()))
-    app.openapi_schema = schema
-    return schema
+    app.openapi_schema = copy.deepcopy(schema)  # detached from the module-level constants
+    return app.openapi_schema
 
 
 TAGS = [
@@ -290,7 +320,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    for route in app.routes:
+    # app.routes nests included routers (FastAPI >= 0.137); iter_route_contexts flattens them.
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
         if isinstance(route, APIRoute) and route.operation_id is None:
             route.operation_id = route.name
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

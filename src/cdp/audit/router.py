@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from cdp.api import PageDep, RuntimeDep, SessionDep, encode_cursor, require
+from cdp.api import PageDep, Rfc3339, RuntimeDep, SessionDep, encode_cursor, require
 from cdp.audit import service
 from cdp.audit.schemas import AuditEntryRead, AuditPage, ChainVerification
 from cdp.auth.principal import Principal
@@ -28,8 +27,8 @@ def search_entries(
     rt: RuntimeDep,
     page: PageDep,
     principal: Annotated[Principal, require("audit:read")],
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[Rfc3339 | None, Query(alias="from")] = None,
+    until: Annotated[Rfc3339 | None, Query(alias="to")] = None,
     actor: _Filter = None,
     subject: _Filter = None,
     action: _Filter = None,

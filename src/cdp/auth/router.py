@@ -51,7 +51,15 @@ def issue_token(
     request: Request,
     session: SessionDep,
     rt: RuntimeDep,
-    grant_type: Annotated[str, Form(max_length=40, examples=["client_credentials"])],
+    grant_type: Annotated[
+        str,
+        # Documented as the one grant we serve; another value is a 400 (RFC 6749 section 5.2).
+        Form(
+            max_length=40,
+            examples=["client_credentials"],
+            json_schema_extra={"enum": ["client_credentials"]},
+        ),
+    ],
     client_id: Annotated[str | None, Form(max_length=64)] = None,
     client_secret: Annotated[str | None, Form(max_length=200)] = None,
     scope: Annotated[str | None, Form(max_length=2000, examples=["profiles:read"])] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 _NAME = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
 
@@ -30,7 +30,8 @@ class ClientCreate(BaseModel):
         default=None, max_length=50, description="Subset of the role's purposes; all if omitted."
     )
     organisation: str | None = Field(default=None, max_length=200)
-    entrusted: bool = Field(
+    # Strict: lax mode would read 0, "no" or "off" as a boolean the schema does not allow.
+    entrusted: StrictBool = Field(
         default=False, description="An entrusted processor (PIPL art. 21) acting for us."
     )
 
