@@ -40,6 +40,21 @@ def _lock_chain(session: Session) -> None:
     # SQLite: every transaction starts with BEGIN IMMEDIATE, so writers are already serialised.
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What one audit entry records; the chain fields are added by append."""
+
+    actor: str
+    action: str
+    subject: str | None = None
+    purpose: str | None = None
+    fields: Iterable[str] = ()
+    decision: str = "allow"
+    code: str | None = None
+    detail: dict[str, Any] | None = None
+    organisation: str | None = None
+
+
 def append(
     session: Session,
     *,
@@ -54,31 +69,47 @@ def append(
     organisation: str | None = None,
 ) -> AuditEntry:
     """Write one entry in the caller's transaction; it commits or rolls back with the change."""
+    event = Event(actor, action, subject, purpose, fields, decision, code, detail, organisation)
+    return append_many(session, [event])[0]
+
+
+def append_many(session: Session, events: Sequence[Event]) -> list[AuditEntry]:
+    """Write several entries under one lock (e.g. one per subject of a list read)."""
+    if not events:
+        return []
     ctx = context_of(session)
     _lock_chain(session)
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-    values: dict[str, Any] = {
-        "seq": seq,
-        "at": utcnow(),
-        "actor": actor,
-        "organisation": organisation if organisation is not None else ctx.organisation,
-        "action": action,
-        "subject": subject,
-        "purpose": purpose,
-        "fields": sorted(set(fields)),
-        "decision": decision,
-        "code": code,
-        "request_id": ctx.request_id,
-        "policy_version": ctx.policy_version,
-        "detail": detail or {},
-    }
-    entry = AuditEntry(**values, prev_hash=prev, hash=entry_hash(prev, values))
-    session.add(entry)
+    seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    at = utcnow()
+    entries = []
+    for event in events:
+        seq += 1
+        values: dict[str, Any] = {
+            "seq": seq,
+            "at": at,
+            "actor": event.actor,
+            "organisation": event.organisation
+            if event.organisation is not None
+            else ctx.organisation,
+            "action": event.action,
+            "subject": event.subject,
+            "purpose": event.purpose,
+            "fields": sorted(set(event.fields)),
+            "decision": event.decision,
+            "code": event.code,
+            "request_id": ctx.request_id,
+            "policy_version": ctx.policy_version,
+            "detail": event.detail or {},
+        }
+        digest = entry_hash(prev, values)
+        entries.append(AuditEntry(**values, prev_hash=prev, hash=digest))
+        prev = digest
+    session.add_all(entries)
     session.flush()
-    return entry
+    return entries
 
 
 def as_record(entry: AuditEntry) -> dict[str, Any]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from cdp.api import RuntimeDep, require
-from cdp.auth.principal import Principal
+from cdp.api import PrincipalDep, RuntimeDep
 from cdp.errors import problem_responses
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
@@ -126,11 +125,9 @@ def _purposes(rt: RuntimeDep) -> list[PurposeRead]:
     "",
     operation_id="getPolicy",
     summary="The loaded policy and its version (content hash)",
-    responses=problem_responses(401, 403, 429),
+    responses=problem_responses(401, 429),
 )
-def get_policy(
-    rt: RuntimeDep, principal: Annotated[Principal, require("policies:read")]
-) -> PolicyRead:
+def get_policy(rt: RuntimeDep, principal: PrincipalDep) -> PolicyRead:
     policy = rt.policy
     return PolicyRead(
         version=policy.version,
@@ -149,9 +146,7 @@ def get_policy(
     "/purposes",
     operation_id="listPurposes",
     summary="Purposes of processing with their legal basis (PIPL art. 13)",
-    responses=problem_responses(401, 403, 429),
+    responses=problem_responses(401, 429),
 )
-def list_purposes(
-    rt: RuntimeDep, principal: Annotated[Principal, require("policies:read")]
-) -> PurposeList:
+def list_purposes(rt: RuntimeDep, principal: PrincipalDep) -> PurposeList:
     return PurposeList(version=rt.policy.version, items=_purposes(rt))
