@@ -222,3 +222,43 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "errors": {"type": "array", "items": {"type": "object"}},
     },
 }
+
+
+# --- encryption (crypto/) --------------------------------------------------------------------
+
+
+class CiphertextInvalid(CdpError):
+    """A stored ciphertext was altered, truncated or moved to another row or column."""
+
+    status = 409
+    code = "ciphertext_invalid"
+    title = "Stored data failed its integrity check"
+
+
+class SubjectKeyMissing(CdpError):
+    """The subject's data key was destroyed (crypto-shredding): the data is gone for good."""
+
+    status = 410
+    code = "subject_erased"
+    title = "The data subject's personal information was erased"
+
+
+class MasterKeyUnavailable(CdpError):
+    """A master-key version needed to unwrap a data key is not configured (or is wrong)."""
+
+    status = 503
+    code = "master_key_unavailable"
+    title = "Encryption key unavailable"
+
+
+class InvalidIdentifier(ValidationFailed):
+    """An identifier (e-mail, phone, ...) failed normalisation; names the kind, never the value."""
+
+    def __init__(self, kind: str, *, loc: list[str | int] | None = None) -> None:
+        where: list[str | int] = loc if loc is not None else ["body", kind]
+        message = f"not a valid {kind.replace('_', ' ')}"
+        super().__init__(
+            f"invalid {kind}",
+            errors=[{"loc": where, "msg": message, "type": "value_error"}],
+        )
+        self.kind = kind
