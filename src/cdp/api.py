@@ -26,6 +26,7 @@ from cdp.auth.principal import Principal
 from cdp.auth.ratelimit import RateLimiter
 from cdp.auth.tokens import TokenService
 from cdp.config import Settings
+from cdp.crypto import Crypto
 from cdp.db import unit_of_work
 from cdp.errors import CdpError, InsufficientScope, RateLimited, Unauthorized, ValidationFailed
 from cdp.policy import Policy
@@ -45,6 +46,7 @@ class Runtime:
     tokens: TokenService
     limiter: RateLimiter
     cursor_key: bytes
+    crypto: Crypto
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,7 +157,8 @@ def purpose_header(
         str | None,
         Header(
             description="Purpose of processing (an id from /v1/policies/purposes).",
-            examples=["customer_care"],
+            examples=["service_delivery"],
+            max_length=64,
         ),
     ] = None,
 ) -> str | None:

@@ -28,6 +28,7 @@ from cdp.auth.ratelimit import RateLimiter
 from cdp.auth.router import router as auth_router
 from cdp.auth.tokens import SigningKey, TokenService, hmac_key, private_key_file
 from cdp.config import Settings, get_settings
+from cdp.crypto import Crypto, keystore_is_current, master_key_provider, upgrade_keystore
 from cdp.db import make_engine, make_sessionmaker, schema_is_current, unit_of_work, upgrade
 from cdp.errors import (
     PROBLEM_SCHEMA,
@@ -46,10 +47,11 @@ from cdp.ops.middleware import EdgeMiddleware
 from cdp.ops.router import router as ops_router
 from cdp.policy import load_policy
 from cdp.policy.router import router as policy_router
+from cdp.profiles.router import router as profiles_router
 
 log = logging.getLogger("cdp.app")
 
-ROUTERS = (ops_router, auth_router, policy_router, audit_router)
+ROUTERS = (ops_router, auth_router, policy_router, profiles_router, audit_router)
 
 
 def _dev_secret(path: Path, what: str) -> str:
@@ -97,6 +99,7 @@ def build_runtime(settings: Settings) -> Runtime:
         tokens=tokens,
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         cursor_key=cursor_key,
+        crypto=Crypto(keystore, master_key_provider(settings)),
     )
 
 
@@ -107,6 +110,13 @@ def start(rt: Runtime) -> None:
             upgrade(rt.settings.resolved_database_url())
         else:
             raise RuntimeError("database schema is not at head: run `cdp db upgrade`")
+    if not keystore_is_current(rt.keystore):
+        if rt.settings.resolved_keystore_url().startswith("sqlite") and rt.settings.auto_migrate:
+            upgrade_keystore(rt.settings.resolved_keystore_url())
+        else:
+            raise RuntimeError("key store schema is not at head: run `cdp db upgrade`")
+    # Loads the master key now, so a bad key setting stops start-up, not the first request.
+    rt.crypto.ping()
     with unit_of_work(rt.sessions) as session:
         session.info["ctx"] = RequestContext(rt.policy.version)
         audit.append(
@@ -187,8 +197,8 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     methods: set[str] = set()
     for context in iter_route_contexts(app.routes):
         route = context.original_route
-        if isinstance(route, APIRoute) and context.path_format:
-            regex, _, _ = compile_path(context.path_format)
+        if isinstance(route, APIRoute) and context.path:
+            regex, _, _ = compile_path(context.path)
             if regex.match(path):
                 methods |= route.methods or set()
     return sorted(methods)
@@ -277,6 +287,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for path_item in schema.get("paths", {}).values():
         for op in path_item.values():
             _complete_operation(op)
+            for param in op.get("parameters", []):
+                # Optional in code so that a missing purpose is our 400, not a generic 422.
+                if param.get("in") == "header" and param.get("name", "").lower() == "x-purpose":
+                    param["required"] = True
     # Stable order whatever the import order of routers, so `openapi export --check` is reliable.
     schema["paths"] = dict(sorted(schema.get("paths", {}).items()))
     components["schemas"] = dict(sorted(schemas.items()))
@@ -289,6 +303,10 @@ TAGS = [
     {"name": "clients", "description": "API clients (admin)."},
     {"name": "sources", "description": "Tracking sources and their write keys (admin)."},
     {"name": "policies", "description": "The loaded policy: purposes, fields, roles, version."},
+    {
+        "name": "profiles",
+        "description": "Customer profiles: encrypted fields, blind-index lookup, erasure.",
+    },
     {"name": "audit", "description": "The hash-chained audit log."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

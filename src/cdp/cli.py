@@ -63,11 +63,14 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Migrate the database to the latest revision."""
+    """Migrate the database (to REVISION) and the key store to their latest revisions."""
+    from cdp.crypto import upgrade_keystore
     from cdp.db import upgrade
 
-    upgrade(Settings().resolved_database_url(), revision)
-    typer.echo("database at head")
+    settings = Settings()
+    upgrade(settings.resolved_database_url(), revision)
+    upgrade_keystore(settings.resolved_keystore_url())
+    typer.echo("database and key store at head")
 
 
 @db_app.command("check")
@@ -249,6 +252,177 @@ def openapi_export(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {out}")
+
+
+# --- keys: master-key rotation and status; rights replay-erasures (crypto/) --------------------
+
+keys_app = typer.Typer(
+    help="Encryption keys: master-key rotation and status.", no_args_is_help=True
+)
+rights_app = typer.Typer(help="Data-subject rights.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(rights_app, name="rights")
+
+
+def _crypto(settings: Settings) -> object:
+    """The Crypto of these settings, with an embedded key store migrated if need be."""
+    from cdp.crypto import (
+        Crypto,
+        MasterKeyConfigError,
+        keystore_is_current,
+        master_key_provider,
+        upgrade_keystore,
+    )
+    from cdp.db import make_engine
+
+    url = settings.resolved_keystore_url()
+    engine = make_engine(url)
+    if not keystore_is_current(engine):
+        if url.startswith("sqlite") and settings.auto_migrate:
+            upgrade_keystore(url)
+        else:
+            _fail("key store schema is not at head: run `cdp keys upgrade`")
+    try:
+        provider = master_key_provider(settings)
+        _ = provider.current_id
+    except (MasterKeyConfigError, OSError) as exc:
+        _fail(f"master key: {exc}")
+    return Crypto(engine, provider)
+
+
+@keys_app.command("upgrade")
+def keys_upgrade() -> None:
+    """Migrate the key store (CDP_KEYSTORE_URL) to the latest revision."""
+    from cdp.crypto import upgrade_keystore
+
+    upgrade_keystore(Settings().resolved_keystore_url())
+    typer.echo("key store at head")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch: Annotated[int, typer.Option(min=1, help="Data keys re-wrapped per transaction.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """New master-key version, re-wrap every data key online, retire versions nothing uses."""
+    from cdp.crypto import Crypto, LocalMasterKeys
+    from cdp.crypto.masterkey import add_version, retire_version
+
+    settings = Settings()
+    crypto = _crypto(settings)
+    assert isinstance(crypto, Crypto)
+    provider = crypto.provider
+    path = provider.path if isinstance(provider, LocalMasterKeys) else None
+    if path is not None:
+        new_id = add_version(path)
+        if not as_json:
+            typer.echo(f"master key {new_id} added to {path} and made current")
+    report = crypto.rotate(batch=batch)
+    retired: list[str] = []
+    if path is not None and report.failed == 0:
+        for version in report.unused_versions:
+            retire_version(path, version)
+            retired.append(version)
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "retired": retired}))
+    else:
+        per_version = ", ".join(f"{k}: {n}" for k, n in report.deks_per_version.items()) or "-"
+        typer.echo(
+            f"re-wrapped {report.rewrapped} data keys and {report.index_keys_rewrapped} index "
+            f"key(s) under {report.target} in {report.seconds:.1f} s; in use: {per_version}"
+        )
+        if retired:
+            typer.echo(f"retired from {path}: {', '.join(retired)}")
+        elif path is None and report.unused_versions:
+            typer.echo(
+                f"no longer used: {', '.join(report.unused_versions)}; remove them from "
+                "CDP_MASTER_KEY once every process runs with the new value"
+            )
+    if report.failed:
+        _fail(f"{report.failed} data key(s) could not be unwrapped; old versions kept")
+
+
+@keys_app.command("status")
+def keys_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Master-key versions, the current one, data keys per version, the index key's version."""
+    from cdp.crypto import Crypto
+
+    crypto = _crypto(Settings())
+    assert isinstance(crypto, Crypto)
+    status = crypto.status()
+    if as_json:
+        typer.echo(json.dumps(status.as_dict()))
+        return
+    per_version = ", ".join(f"{k}: {n}" for k, n in status.deks_per_version.items()) or "-"
+    typer.echo(
+        f"current master key:  {status.current}\n"
+        f"configured versions: {', '.join(status.versions)}\n"
+        f"data keys:           {status.deks_total} ({per_version})\n"
+        f"index key under:     {status.index_key_version or '- (not created yet)'}\n"
+        f"unused versions:     {', '.join(status.unused_versions) or '-'}\n"
+        f"erasures recorded:   {status.erasures}"
+    )
+
+
+@rights_app.command("replay-erasures")
+def rights_replay_erasures(
+    since: Annotated[
+        str | None, typer.Option(help="Only erasures after this ISO 8601 time.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, change nothing.")] = False,
+) -> None:
+    """Re-apply the erasure ledger after restoring a backup (key store and main database)."""
+    from datetime import UTC, datetime
+
+    from cdp.crypto import Crypto
+
+    after = None
+    if since:
+        try:
+            after = datetime.fromisoformat(since)
+        except ValueError:
+            _fail("--since must be an ISO 8601 date or time")
+        assert after is not None
+        after = after if after.tzinfo else after.replace(tzinfo=UTC)
+    settings = Settings()
+    crypto = _crypto(settings)
+    assert isinstance(crypto, Crypto)
+    ledger = crypto.erasures(after)
+    if dry_run:
+        for subject_id, erased_at in ledger:
+            typer.echo(f"{erased_at.isoformat()}  {subject_id}")
+        typer.echo(f"{len(ledger)} erasure(s) would be replayed")
+        return
+    # The main database's part is the rights domain's: replay_erasure(session, subject_id=...,
+    # erased_at=...) deletes what a restored backup brought back, idempotently.
+    import importlib
+
+    try:
+        replay = getattr(importlib.import_module("cdp.rights.service"), "replay_erasure", None)
+    except ImportError:
+        replay = None
+    keys_shredded = rows_replayed = 0
+    rt = _runtime() if replay is not None else None
+    for subject_id, erased_at in ledger:
+        keys_shredded += crypto.replay_erasure(subject_id, erased_at)
+        if replay is not None:
+            from cdp.api import Runtime
+            from cdp.audit.service import RequestContext
+            from cdp.db import unit_of_work
+
+            assert isinstance(rt, Runtime)
+            with unit_of_work(rt.sessions) as session:
+                session.info["ctx"] = RequestContext(rt.policy.version)
+                replay(session, subject_id=subject_id, erased_at=erased_at)
+            rows_replayed += 1
+    typer.echo(
+        f"{len(ledger)} erasure(s) in the ledger: {keys_shredded} restored data key(s) shredded "
+        f"again, {rows_replayed} subject(s) erased again in the main database"
+    )
+    if replay is None:
+        typer.echo("warning: cdp.rights.service.replay_erasure is missing", err=True)
 
 
 def main() -> None:

@@ -2,5 +2,6 @@
 
 from cdp.audit.models import AuditEntry
 from cdp.auth.models import Client, Source
+from cdp.profiles.models import Identity, Profile
 
-__all__ = ["AuditEntry", "Client", "Source"]
+__all__ = ["AuditEntry", "Client", "Identity", "Profile", "Source"]

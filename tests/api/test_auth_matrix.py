@@ -43,7 +43,7 @@ class Operation:
     def purpose(self) -> dict[str, str]:
         """An X-Purpose an admin holds, for operations that read one: only the tested rule bites."""
         names = {p["name"].lower() for p in self.spec.get("parameters", []) if p["in"] == "header"}
-        return {"X-Purpose": "customer_care"} if "x-purpose" in names else {}
+        return {"X-Purpose": "service_delivery"} if "x-purpose" in names else {}
 
     def url(self) -> str:
         out = self.path

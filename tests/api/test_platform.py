@@ -95,7 +95,7 @@ def test_health_readiness_and_metrics(client: TestClient, runtime: Runtime) -> N
 def test_readiness_fails_when_keystore_is_unreachable(client: TestClient, runtime: Runtime) -> None:
     from cdp.db import make_engine
 
-    runtime.keystore = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    runtime.crypto.keystore = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     resp = client.get("/readyz")
     assert resp.status_code == 503 and resp.json()["code"] == "service_unavailable"
 

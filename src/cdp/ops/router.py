@@ -44,11 +44,14 @@ def healthz() -> Health:
     responses=problem_responses(503),
 )
 def readyz(rt: RuntimeDep) -> Readiness:
-    for name, engine in (("database", rt.engine), ("keystore", rt.keystore)):
-        try:
-            ping(engine)
-        except Exception as exc:
-            raise ServiceUnavailable(f"{name} unreachable") from exc
+    try:
+        ping(rt.engine)
+    except Exception as exc:
+        raise ServiceUnavailable("database unreachable") from exc
+    try:
+        rt.crypto.ping()
+    except Exception as exc:
+        raise ServiceUnavailable("keystore unreachable") from exc
     return Readiness(status="ready", database="ok", keystore="ok", policy=rt.policy.version)
 
 

@@ -1,0 +1,1 @@
+"""Customer profiles: identities found by blind index, traits encrypted per field."""

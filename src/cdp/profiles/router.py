@@ -1,0 +1,223 @@
+"""Profiles over HTTP: each route parses, names its scope and purpose, calls one service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Response, status
+from fastapi.responses import JSONResponse
+
+from cdp.api import PageDep, PurposeDep, RuntimeDep, SessionDep, encode_cursor, require
+from cdp.auth.principal import Principal
+from cdp.errors import problem_responses
+from cdp.profiles import service
+from cdp.profiles.schemas import (
+    IDENTIFIERS,
+    ProfileCreate,
+    ProfileLookup,
+    ProfileMerge,
+    ProfilePage,
+    ProfileRead,
+    ProfileWrite,
+)
+
+router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+_READ_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
+
+
+def _read(view: service.ProfileView) -> ProfileRead:
+    ids = {k: v for k, v in view.values.items() if k in IDENTIFIERS}
+    others = {k: v for k, v in view.values.items() if k not in IDENTIFIERS}
+    return ProfileRead(
+        id=view.id, created_at=view.created_at, updated_at=view.updated_at, traits=others, **ids
+    )
+
+
+@router.post(
+    "",
+    operation_id="createProfile",
+    summary="Create a profile; PI fields are encrypted, identifiers blind-indexed",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400, 401, 403, 409, 422, 429),
+    response_model_exclude_none=True,
+)
+def create_profile(
+    body: ProfileCreate,
+    session: SessionDep,
+    rt: RuntimeDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:write")],
+) -> ProfileRead:
+    view = service.create(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        values=body.values(),
+    )
+    return _read(view)
+
+
+@router.get(
+    "",
+    operation_id="listProfiles",
+    summary="List profiles with the fields the purpose allows",
+    responses=problem_responses(400, 401, 403, 422, 429),
+    response_model=ProfilePage,
+)
+def list_profiles(
+    session: SessionDep,
+    rt: RuntimeDep,
+    page: PageDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:read")],
+) -> JSONResponse:
+    views = service.list_profiles(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        after=page.after,
+        limit=page.limit,
+    )
+    cursor = encode_cursor(rt, views[-1].id) if len(views) == page.limit else None
+    # Withheld fields are left out of each item, while next_cursor stays even when null.
+    items = [_read(v).model_dump(mode="json", exclude_none=True) for v in views]
+    return JSONResponse({"items": items, "next_cursor": cursor})
+
+
+@router.post(
+    "/lookup",
+    operation_id="lookupProfile",
+    summary="Find a profile by email, phone, external id or WeChat id (blind index)",
+    responses=_READ_ERRORS,
+    response_model_exclude_none=True,
+)
+def lookup_profile(
+    body: ProfileLookup,
+    session: SessionDep,
+    rt: RuntimeDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:read")],
+) -> ProfileRead:
+    kind, value = body.pairs()[0]
+    view = service.lookup(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        kind=kind,
+        value=value,
+    )
+    return _read(view)
+
+
+@router.get(
+    "/{profile_id:uuid}",
+    operation_id="getProfile",
+    summary="Read a profile: only the fields the purpose allows",
+    responses=_READ_ERRORS,
+    response_model_exclude_none=True,
+)
+def get_profile(
+    profile_id: UUID,
+    session: SessionDep,
+    rt: RuntimeDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:read")],
+) -> ProfileRead:
+    view = service.read(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        subject_id=str(profile_id),
+    )
+    return _read(view)
+
+
+@router.patch(
+    "/{profile_id:uuid}",
+    operation_id="updateProfile",
+    summary="Update a profile (JSON merge patch: null removes a field)",
+    responses=_READ_ERRORS,
+    response_model_exclude_none=True,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/merge-patch+json": {
+                    "schema": {"$ref": "#/components/schemas/ProfileWrite"},
+                    "example": {"email": "new@example.cn", "traits": {"name": None}},
+                }
+            }
+        }
+    },
+)
+def update_profile(
+    profile_id: UUID,
+    body: Annotated[ProfileWrite, Body()],
+    session: SessionDep,
+    rt: RuntimeDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:write")],
+) -> ProfileRead:
+    view = service.update(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        subject_id=str(profile_id),
+        patch=body.values(),
+    )
+    return _read(view)
+
+
+@router.delete(
+    "/{profile_id:uuid}",
+    operation_id="eraseProfile",
+    summary="Erase a profile: its data key is destroyed (crypto-shredding)",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(401, 403, 404, 422, 429),
+)
+def erase_profile(
+    profile_id: UUID,
+    session: SessionDep,
+    rt: RuntimeDep,
+    principal: Annotated[Principal, require("profiles:delete")],
+) -> Response:
+    service.erase(
+        session, crypto=rt.crypto, actor=principal.actor, subject_id=str(profile_id), reason="api"
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{profile_id:uuid}/merge",
+    operation_id="mergeProfiles",
+    summary="Merge another profile of the same customer into this one",
+    responses=_READ_ERRORS,
+    response_model_exclude_none=True,
+)
+def merge_profiles(
+    profile_id: UUID,
+    body: ProfileMerge,
+    session: SessionDep,
+    rt: RuntimeDep,
+    principal: Annotated[Principal, require("profiles:write")],
+) -> ProfileRead:
+    view = service.merge(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        target_id=str(profile_id),
+        source_id=body.source_id,
+    )
+    return _read(view)

@@ -1,0 +1,400 @@
+"""Create, read, look up, update, list, merge and erase profiles; every PI use is decided
+by policy.decide for a purpose and audited with field names, never values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cdp.audit import service as audit
+from cdp.auth.principal import Principal
+from cdp.crypto import Crypto, SubjectKeys
+from cdp.db import utcnow
+from cdp.errors import CiphertextInvalid, Conflict, NotFound, ValidationFailed
+from cdp.policy import Decision, FieldSpec, Policy, decide
+from cdp.profiles import traits
+from cdp.profiles.models import Identity, Profile
+
+PROFILE = "profile"
+IDENTITY = "identity"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileView:
+    """A profile as one purpose may see it: only the allowed fields that have a value."""
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    values: dict[str, Any]
+
+
+def _spec(policy: Policy, name: str) -> FieldSpec:
+    spec = policy.fields.get(name)
+    if spec is None:
+        raise ValidationFailed(
+            f"unknown field {name[:64]!r}: not in fields.yaml",
+            errors=[{"loc": ["body", name[:64]], "msg": "unknown field", "type": "extra"}],
+        )
+    return spec
+
+
+def _is_identity(spec: FieldSpec) -> bool:
+    return spec.storage == "encrypted+blind_index"
+
+
+def _checked(policy: Policy, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values in stored form; unknown fields are rejected (PIPL art. 4: nothing unclassified)."""
+    return {
+        name: None if value is None else traits.check_value(_spec(policy, name), value)
+        for name, value in values.items()
+    }
+
+
+def _get(session: Session, subject_id: str) -> Profile:
+    profile = session.get(Profile, subject_id) if len(subject_id) <= 36 else None
+    if profile is None:
+        raise NotFound("no such profile")
+    return profile
+
+
+def _index(crypto: Crypto, kind: str, value: str) -> str:
+    return crypto.blind_index(kind, value)
+
+
+def _claim_identity(
+    session: Session, crypto: Crypto, keys: SubjectKeys, profile: Profile, kind: str, value: str
+) -> Identity:
+    index = _index(crypto, kind, value)
+    owner = session.scalar(
+        select(Identity.subject_id).where(Identity.kind == kind, Identity.blind_index == index)
+    )
+    if owner is not None and owner != profile.id:
+        raise Conflict(f"{kind} already belongs to another profile")
+    session.execute(
+        delete(Identity).where(Identity.subject_id == profile.id, Identity.kind == kind)
+    )
+    identity = Identity(
+        subject_id=profile.id,
+        kind=kind,
+        blind_index=index,
+        sealed_value=keys.seal(profile.id, IDENTITY, kind, crypto.normalise(kind, value)),
+        created_at=utcnow(),
+    )
+    session.add(identity)
+    return identity
+
+
+def _write(
+    session: Session, crypto: Crypto, policy: Policy, profile: Profile, values: dict[str, Any]
+) -> None:
+    keys = crypto.keys_for([profile.id])
+    plain, sealed = dict(profile.plain or {}), dict(profile.sealed or {})
+    for name, value in values.items():
+        spec = policy.fields[name]
+        if _is_identity(spec):
+            if value is None:
+                session.execute(
+                    delete(Identity).where(Identity.subject_id == profile.id, Identity.kind == name)
+                )
+            else:
+                _claim_identity(session, crypto, keys, profile, name, value)
+        elif spec.storage == "encrypted":
+            if value is None:
+                sealed.pop(name, None)
+            else:
+                sealed[name] = keys.seal(profile.id, PROFILE, name, traits.encode(value))
+        elif value is None:
+            plain.pop(name, None)
+        else:
+            plain[name] = value
+    profile.plain, profile.sealed = plain, sealed
+    profile.updated_at = utcnow()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # Two writers raced for the same identifier; the unique constraint decided.
+        raise Conflict("an identifier already belongs to another profile") from exc
+
+
+def _view(
+    crypto: Crypto,
+    policy: Policy,
+    profile: Profile,
+    identities: Iterable[Identity],
+    allowed: frozenset[str],
+    keys: SubjectKeys | None = None,
+) -> ProfileView:
+    """Decrypt only what the purpose allows; a ciphertext that fails its check is an error."""
+    opener = keys or crypto
+    values: dict[str, Any] = {
+        k: v for k, v in (profile.plain or {}).items() if k in allowed and k in policy.fields
+    }
+    try:
+        for name, ciphertext in (profile.sealed or {}).items():
+            if name in allowed and name in policy.fields:
+                text = opener.open(profile.id, PROFILE, name, ciphertext)
+                values[name] = traits.decode(policy.fields[name], text)
+        for identity in identities:
+            if identity.kind in allowed:
+                values[identity.kind] = opener.open(
+                    profile.id, IDENTITY, identity.kind, identity.sealed_value
+                )
+    except CiphertextInvalid as exc:
+        raise CiphertextInvalid(
+            "a stored value of this profile failed its integrity check; it was not returned",
+            audit={"action": "profile.integrity_error", "subject": profile.id},
+        ) from exc
+    return ProfileView(profile.id, profile.created_at, profile.updated_at, values)
+
+
+def _identities(session: Session, subject_ids: list[str]) -> dict[str, list[Identity]]:
+    out: dict[str, list[Identity]] = {s: [] for s in subject_ids}
+    for row in session.scalars(select(Identity).where(Identity.subject_id.in_(subject_ids))):
+        out[row.subject_id].append(row)
+    return out
+
+
+def _audit_read(
+    session: Session,
+    principal: Principal,
+    decision: Decision,
+    views: list[ProfileView],
+    action: str,
+) -> None:
+    audit.append_many(
+        session,
+        [
+            audit.Event(
+                actor=principal.actor,
+                action=action,
+                subject=view.id,
+                purpose=decision.purpose,
+                fields=view.values.keys(),
+            )
+            for view in views
+        ],
+    )
+
+
+def create(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    values: Mapping[str, Any],
+) -> ProfileView:
+    """A new profile; the fields written must be ones the purpose may collect."""
+    checked = {k: v for k, v in _checked(policy, values).items() if v is not None}
+    decision = decide(policy, principal, purpose, fields=checked.keys())
+    # The subject's data key exists before any of its values is sealed.
+    profile = Profile(id=crypto.new_subject_id(), plain={}, sealed={}, created_at=utcnow())
+    session.add(profile)
+    session.flush()
+    _write(session, crypto, policy, profile, checked)
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="profile.create",
+        subject=profile.id,
+        purpose=decision.purpose,
+        fields=checked.keys(),
+    )
+    return ProfileView(profile.id, profile.created_at, profile.updated_at, dict(checked))
+
+
+def read(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    subject_id: str,
+) -> ProfileView:
+    decision = decide(policy, principal, purpose, subject=subject_id)
+    profile = _get(session, subject_id)
+    view = _view(
+        crypto,
+        policy,
+        profile,
+        _identities(session, [profile.id])[profile.id],
+        decision.allowed_fields,
+    )
+    _audit_read(session, principal, decision, [view], "profile.read")
+    return view
+
+
+def lookup(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    kind: str,
+    value: str,
+) -> ProfileView:
+    """Find a profile by an identifier's blind index; a miss says only that nothing matched."""
+    decision = decide(policy, principal, purpose)
+    index = _index(crypto, kind, value)
+    subject_id = session.scalar(
+        select(Identity.subject_id).where(Identity.kind == kind, Identity.blind_index == index)
+    )
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="profile.lookup",
+        subject=subject_id,
+        purpose=decision.purpose,
+        fields=[kind],
+        detail={"found": subject_id is not None},
+    )
+    if subject_id is None:
+        raise NotFound("no profile matches")
+    profile = _get(session, subject_id)
+    view = _view(
+        crypto,
+        policy,
+        profile,
+        _identities(session, [subject_id])[subject_id],
+        decision.allowed_fields,
+    )
+    _audit_read(session, principal, decision, [view], "profile.read")
+    return view
+
+
+def update(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    subject_id: str,
+    patch: Mapping[str, Any],
+) -> ProfileView:
+    """JSON merge patch: a null removes the field; the rest replace or add."""
+    checked = _checked(policy, patch)
+    decision = decide(policy, principal, purpose, subject=subject_id, fields=checked.keys())
+    profile = _get(session, subject_id)
+    _write(session, crypto, policy, profile, checked)
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="profile.update",
+        subject=profile.id,
+        purpose=decision.purpose,
+        fields=checked.keys(),
+    )
+    full = decide(policy, principal, purpose, subject=subject_id)
+    return _view(
+        crypto,
+        policy,
+        profile,
+        _identities(session, [profile.id])[profile.id],
+        full.allowed_fields,
+    )
+
+
+def list_profiles(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    after: str | None,
+    limit: int,
+) -> list[ProfileView]:
+    decision = decide(policy, principal, purpose)
+    stmt = select(Profile).order_by(Profile.id).limit(limit)
+    if after:
+        stmt = stmt.where(Profile.id > after)
+    profiles = list(session.scalars(stmt))
+    ids = [p.id for p in profiles]
+    identities = _identities(session, ids)
+    keys = crypto.keys_for(ids)
+    views = [
+        _view(crypto, policy, p, identities[p.id], decision.allowed_fields, keys) for p in profiles
+    ]
+    _audit_read(session, principal, decision, views, "profile.read")
+    return views
+
+
+def erase(session: Session, *, crypto: Crypto, actor: str, subject_id: str, reason: str) -> None:
+    """Erasure: shred the subject's data key first (every copy, backups too, becomes
+    unreadable), then delete the rows; the audit entry names no value."""
+    profile = _get(session, subject_id)
+    crypto.shred(subject_id, reason=reason)
+    session.execute(delete(Identity).where(Identity.subject_id == subject_id))
+    session.delete(profile)
+    session.flush()
+    audit.append(
+        session, actor=actor, action="profile.erase", subject=subject_id, detail={"reason": reason}
+    )
+
+
+def merge(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    target_id: str,
+    source_id: str,
+) -> ProfileView:
+    """Two profiles of one customer become the target: the source's identifiers move over,
+    its traits fill the target's gaps, then the source is erased. The audit entry keeps what
+    moved (identity row ids, field names) so the merge can be split again."""
+    target, source = _get(session, target_id), _get(session, source_id)
+    if target_id == source_id:
+        raise ValidationFailed(
+            "a profile cannot be merged into itself",
+            errors=[{"loc": ["body", "source_id"], "msg": "same as target", "type": "value_error"}],
+        )
+    keys = crypto.keys_for([target_id, source_id], create=True)
+    moved: list[dict[str, Any]] = []
+    for identity in _identities(session, [source_id])[source_id]:
+        value = keys.open(source_id, IDENTITY, identity.kind, identity.sealed_value)
+        clash = session.scalar(
+            select(Identity.id).where(
+                Identity.subject_id == target_id, Identity.kind == identity.kind
+            )
+        )
+        if clash is not None:
+            raise Conflict(f"both profiles have a {identity.kind}; resolve it before merging")
+        identity.subject_id = target_id
+        identity.sealed_value = keys.seal(target_id, IDENTITY, identity.kind, value)
+        moved.append({"identity_id": identity.id, "kind": identity.kind})
+    filled: list[str] = []
+    plain, sealed = dict(target.plain or {}), dict(target.sealed or {})
+    for name, value in (source.plain or {}).items():
+        if name not in plain:
+            plain[name] = value
+            filled.append(name)
+    for name, ciphertext in (source.sealed or {}).items():
+        if name not in sealed:
+            text = keys.open(source_id, PROFILE, name, ciphertext)
+            sealed[name] = keys.seal(target_id, PROFILE, name, text)
+            filled.append(name)
+    target.plain, target.sealed, target.updated_at = plain, sealed, utcnow()
+    session.flush()
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="profile.merge",
+        subject=target_id,
+        fields=[m["kind"] for m in moved] + filled,
+        detail={"source": source_id, "moved_identities": moved, "filled_fields": filled},
+    )
+    erase(session, crypto=crypto, actor=principal.actor, subject_id=source_id, reason="merged")
+    return ProfileView(target.id, target.created_at, target.updated_at, {})
