@@ -233,7 +233,8 @@ def test_create_and_read_10k_profiles_sqlite(sqlite_rt: Runtime, tmp_path: Path)
         f"ratio={read_s / plain_read_s:.2f} baseline=same service path without encryption"
     )
     print(
-        f"bench: profile_create_10k {N / create_s:.0f} profiles/s ratio={create_s / base_write:.2f} "
+        f"bench: profile_create_10k {N / create_s:.0f} profiles/s "
+        f"ratio={create_s / base_write:.2f} "
         f"baseline=plain SQL insert of the same rows ({N / base_write:.0f}/s)"
     )
     print(
