@@ -23,7 +23,7 @@ run: install
 ## make test: install, lint, type-check, then the whole suite on SQLite and PostgreSQL
 test: install lint
 	$(BIN)/cdp openapi export --check
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --ignore=tests/bench
 
 lint: install
 	$(BIN)/ruff check src tests migrations
