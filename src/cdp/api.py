@@ -70,7 +70,7 @@ def _audit_failure(rt: Runtime, request: Request, exc: CdpError) -> None:
         return
     spec = exc.audit or {}
     principal: Principal | None = request.scope.get("state", {}).get("principal")
-    purpose = request.headers.get("x-purpose")
+    purpose = spec.get("purpose") or request.headers.get("x-purpose")
     try:
         with unit_of_work(rt.sessions) as session:
             session.info["ctx"] = RequestContext(rt.policy.version, request_id(request))
@@ -82,7 +82,7 @@ def _audit_failure(rt: Runtime, request: Request, exc: CdpError) -> None:
                 subject=spec.get("subject"),
                 purpose=purpose if purpose in rt.policy.purposes else None,
                 fields=spec.get("fields", ()),
-                decision="deny",
+                decision=spec.get("decision", "deny"),
                 code=exc.code,
                 detail=spec.get("detail", {"route": request.scope.get("path", "")[:200]}),
             )
@@ -125,6 +125,13 @@ def current_principal(
         raise Unauthorized("a bearer token is required")
     claims = rt.tokens.verify(credentials.credentials)
     principal = auth.principal_from_claims(session, policy=rt.policy, claims=claims)
+    return _admit(request, session, rt, principal)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def _admit(request: Request, session: Session, rt: Runtime, principal: Principal) -> Principal:
     request.scope.setdefault("state", {})["principal"] = principal
     session.info["ctx"] = RequestContext(
         rt.policy.version, request_id(request), principal.organisation
@@ -132,13 +139,45 @@ def current_principal(
     retry_after = rt.limiter.hit(principal.actor)
     if retry_after is not None:
         raise RateLimited(
-            "rate limit exceeded for this client",
-            headers={"Retry-After": str(retry_after)},
+            "rate limit exceeded for this caller", headers={"Retry-After": str(retry_after)}
         )
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
+def current_subject(
+    request: Request,
+    session: SessionDep,
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The customer (data subject) of a customer token; any other token is 403 (scope self)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required")
+    claims = rt.tokens.verify(credentials.credentials)
+    return _admit(request, session, rt, auth.subject_from_claims(session, claims=claims))
+
+
+SubjectDep = Annotated[Principal, Depends(current_subject)]
+
+
+def current_caller(
+    request: Request,
+    session: SessionDep,
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """An API client or a customer: for what any valid token may read (e.g. notices)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required")
+    claims = rt.tokens.verify(credentials.credentials)
+    if claims.get("role") == auth.SUBJECT_ROLE:
+        principal = auth.subject_from_claims(session, claims=claims)
+    else:
+        principal = auth.principal_from_claims(session, policy=rt.policy, claims=claims)
+    return _admit(request, session, rt, principal)
+
+
+CallerDep = Annotated[Principal, Depends(current_caller)]
 
 
 def require(scope: str) -> Any:

@@ -66,6 +66,17 @@ def test_purpose_limits_the_fields_returned(
     client: TestClient, app_headers: dict[str, str], runtime: Runtime
 ) -> None:
     created = _create(client, app_headers, ZHANG)
+    # analytics rests on consent (PIPL art. 13): the customer gave it first.
+    consent = {
+        "purpose": "analytics",
+        "state": "granted",
+        "notice_id": "privacy-notice",
+        "notice_version": 2,
+        "channel": "app",
+        "evidence": {"text_sha256": "0" * 64, "locale": "zh-CN"},
+    }
+    resp = client.post(f"/v1/profiles/{created['id']}/consents", json=consent, headers=app_headers)
+    assert resp.status_code == 201, resp.text
     patched = client.patch(
         f"/v1/profiles/{created['id']}",
         json={"traits": {"gender": "male", "birth_date": "1990-05-01"}},
@@ -119,7 +130,9 @@ def test_lookup_by_each_identifier(client: TestClient, app_headers: dict[str, st
         assert resp.status_code == 200 and resp.json()["id"] == created["id"], body
 
 
-def test_lookup_miss_reveals_nothing(client: TestClient, app_headers: dict[str, str]) -> None:
+def test_lookup_miss_reveals_nothing(
+    client: TestClient, app_headers: dict[str, str], runtime: Runtime
+) -> None:
     _create(client, app_headers, ZHANG)
     headers = {**app_headers, **SERVICE}
     misses = [
@@ -130,6 +143,13 @@ def test_lookup_miss_reveals_nothing(client: TestClient, app_headers: dict[str, 
     assert all(m.status_code == 404 for m in misses)
     assert bodies[0] == bodies[1] == bodies[2]
     assert "nobody" not in misses[0].text
+    with unit_of_work(runtime.sessions) as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "profile.lookup")
+        ).all()
+    # Misses are audited (enumeration shows up), naming the identifier kind only.
+    assert sorted(e.fields[0] for e in entries) == ["email", "external_id", "phone"]
+    assert all(e.detail == {"found": False} and e.subject is None for e in entries)
     resp = client.post(
         "/v1/profiles/lookup", json={"email": "a@b.cn", "phone": "1"}, headers=headers
     )

@@ -15,8 +15,12 @@ from cdp.auth.principal import Principal
 from cdp.auth.secrets import decoy_hash, fingerprint, hash_secret, new_secret, verify_secret
 from cdp.auth.tokens import TokenService
 from cdp.db import utcnow
-from cdp.errors import InvalidClient, InvalidToken, NotFound, ValidationFailed
+from cdp.errors import InsufficientScope, InvalidClient, InvalidToken, NotFound, ValidationFailed
 from cdp.policy import Policy
+from cdp.profiles.models import Profile
+
+SUBJECT_ROLE = "subject"
+SUBJECT_SCOPE = "self"
 
 _decoys: dict[int, str] = {}
 
@@ -180,6 +184,57 @@ def principal_from_claims(session: Session, *, policy: Policy, claims: dict[str,
         scopes=frozenset(scope.split()) & frozenset(role.scopes),
         purposes=frozenset(purposes),
         organisation=client.organisation,
+        token_id=str(claims.get("jti")),
+    )
+
+
+def issue_subject_token(
+    session: Session,
+    *,
+    policy: Policy,
+    tokens: TokenService,
+    principal: Principal,
+    subject_id: str,
+    ttl_seconds: int,
+) -> IssuedToken:
+    """A short-lived customer token for a subject the calling app has verified."""
+    if len(subject_id) > 36 or session.get(Profile, subject_id) is None:
+        raise NotFound("no such profile")
+    ttl = min(ttl_seconds, policy.settings.token_max_ttl_seconds)
+    token, claims = tokens.issue(
+        subject=subject_id,
+        ttl_seconds=ttl,
+        claims={"role": SUBJECT_ROLE, "scope": SUBJECT_SCOPE, "purposes": []},
+    )
+    audit.service.append(
+        session,
+        actor=principal.actor,
+        action="subject_token.issue",
+        subject=subject_id,
+        detail={"jti": claims["jti"], "expires": claims["exp"]},
+    )
+    return IssuedToken(token, ttl, SUBJECT_SCOPE, [])
+
+
+def subject_from_claims(session: Session, *, claims: dict[str, Any]) -> Principal:
+    """The customer behind a verified customer token; an erased subject's token stops at once."""
+    scope = claims.get("scope")
+    if claims.get("role") != SUBJECT_ROLE:
+        raise InsufficientScope(
+            f"this operation needs scope {SUBJECT_SCOPE}: a customer token"
+            " (POST /v1/profiles/{id}/subject-token), not an API client's"
+        )
+    if not isinstance(scope, str) or SUBJECT_SCOPE not in scope.split():
+        raise InvalidToken("token claims invalid")
+    subject_id = str(claims["sub"])
+    if len(subject_id) > 36 or session.get(Profile, subject_id) is None:
+        raise InvalidToken("the subject of this token no longer exists")
+    return Principal(
+        kind="subject",
+        id=subject_id,
+        role=SUBJECT_ROLE,
+        scopes=frozenset({SUBJECT_SCOPE}),
+        purposes=frozenset(),
         token_id=str(claims.get("jti")),
     )
 

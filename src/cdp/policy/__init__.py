@@ -1,6 +1,14 @@
 """Policy as code: purposes, fields and roles loaded from YAML, and the decision built on them."""
 
-from cdp.policy.decide import Decision, SubjectCheck, decide, register_subject_check, subject_checks
+from cdp.policy.decide import (
+    NO_RECORD,
+    ConsentGrant,
+    ConsentState,
+    Decision,
+    SubjectState,
+    decide,
+    for_subject,
+)
 from cdp.policy.loader import load_policy
 from cdp.policy.model import (
     Category,
@@ -13,23 +21,29 @@ from cdp.policy.model import (
     Role,
     UnknownRole,
 )
+from cdp.policy.notices import Notice, NoticeVersion, text_sha256
 from cdp.policy.scopes import KNOWN_SCOPES
 
 __all__ = [
     "KNOWN_SCOPES",
+    "NO_RECORD",
     "Category",
+    "ConsentGrant",
+    "ConsentState",
     "Decision",
     "FieldSpec",
+    "Notice",
+    "NoticeVersion",
     "Policy",
     "PolicyInvalid",
     "PolicyIssue",
     "PolicySettings",
     "Purpose",
     "Role",
-    "SubjectCheck",
+    "SubjectState",
     "UnknownRole",
     "decide",
+    "for_subject",
     "load_policy",
-    "register_subject_check",
-    "subject_checks",
+    "text_sha256",
 ]

@@ -7,8 +7,9 @@ PIPL rules enforced here, each reported on the purpose that breaks it:
 - art. 23 and 39: a consent-based purpose that is third_party or cross_border needs
   `separate_consent: true`.
 - art. 14 and 17: a consent-based purpose names the `notice` its consents bind to.
-- art. 16: an `essential` purpose cannot be personalisation on a consent basis, since the
-  service would then hinge on consent to non-essential processing.
+- art. 16: an `essential` purpose (what the core service runs on) can be neither consent-based
+  nor personalisation, since refusing non-essential processing would then cost the service.
+- art. 17: every notice a purpose names exists and describes it (see notices.py).
 - art. 51: a sensitive field is never stored `plain`.
 """
 
@@ -137,13 +138,19 @@ def _pipl_rules(
                 " its consents bind to (PIPL art. 14, 17)",
             )
         )
-    if spec.essential and consent and spec.personalisation:
+    if spec.essential and (consent or spec.personalisation):
+        what = " and ".join(
+            w
+            for w, on in (("consent-based", consent), ("personalisation", spec.personalisation))
+            if on
+        )
         issues.append(
             purposes.issue(
                 index,
                 "essential",
-                reason=f"purpose {spec.id!r} is essential but consent-based personalisation;"
-                " the service cannot hinge on it (PIPL art. 16)",
+                reason=f"purpose {spec.id!r} is essential but {what}: the core service would"
+                " hinge on a consent the customer may refuse (PIPL art. 16); use a contract"
+                " or legal-obligation basis, or mark it `essential: false`",
             )
         )
     return issues

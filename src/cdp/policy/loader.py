@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from cdp.policy import checks
+from cdp.events import plan
+from cdp.policy import checks, notices
 from cdp.policy.model import (
     Category,
     FieldSpec,
@@ -19,13 +20,14 @@ from cdp.policy.model import (
     Purpose,
     RoleEntry,
 )
+from cdp.policy.notices import NOTICES_DIR, Notice
 from cdp.policy.section import Section
 from cdp.policy.source import Loc, LocatedYaml, parse_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
 REQUIRED_FILES = ("purposes.yaml", "fields.yaml", "roles.yaml")
-OPTIONAL_FILES = ("settings.yaml",)
+OPTIONAL_FILES = ("settings.yaml", plan.FILE)
 # The list sections each file holds.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "purposes.yaml": ("purposes",),
@@ -67,10 +69,17 @@ def load_policy(directory: Path) -> Policy:
     issues += checks.check_purposes(purposes, categories, fields)
     roles, role_issues = checks.build_roles(role_entries, purposes)
     issues += role_issues
+    loaded, present = _notices(directory, contents, issues)
+    if purposes.readable:
+        issues += notices.check_references(
+            loaded, present, purposes.entries, purposes.line, purposes.raw_ids()
+        )
+
+    tracking_plan = _tracking_plan(docs.get(plan.FILE), purposes, categories, issues)
 
     if issues:
         order = {name: rank for rank, name in enumerate(REQUIRED_FILES + OPTIONAL_FILES)}
-        issues.sort(key=lambda i: (order.get(i.file, len(order)), i.line or 0))
+        issues.sort(key=lambda i: (order.get(i.file, len(order)), i.file, i.line or 0))
         raise PolicyInvalid(issues)
     return Policy(
         version=content_version(contents),
@@ -81,7 +90,45 @@ def load_policy(directory: Path) -> Policy:
         settings=settings,
         files=sorted(contents),
         category_specs={spec.id: spec for spec in categories.specs()},
+        notices={notice_id: notice for notice_id, (_, _, notice) in sorted(loaded.items())},
+        tracking_plan=tracking_plan,
     )
+
+
+def _notices(
+    directory: Path, contents: dict[str, bytes], issues: list[PolicyIssue]
+) -> tuple[dict[str, tuple[str, LocatedYaml, Notice]], set[str]]:
+    """Each valid notices/*.yaml file keyed by notice id (named as notices/<file>), and the
+    ids of every notice file present."""
+    folder = directory / NOTICES_DIR
+    loaded: dict[str, tuple[str, LocatedYaml, Notice]] = {}
+    paths = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    present = {path.stem for path in paths}
+    for path in paths:
+        name = f"{NOTICES_DIR}/{path.name}"
+        contents[name] = path.read_bytes()
+        doc = _parse(name, contents[name], issues)
+        if doc is None:
+            continue
+        if not isinstance(doc.data, dict):
+            issues.append(
+                PolicyIssue(name, doc.line_of(()), "expected a mapping: id, names, versions")
+            )
+            continue
+        try:
+            notice = Notice.model_validate(doc.data)
+        except ValidationError as exc:
+            for issue in _validation_issues(name, doc, (), exc):
+                art17 = ".sections." in issue.reason and "required key is missing" in issue.reason
+                issues.append(
+                    PolicyIssue(issue.file, issue.line, issue.reason + " (PIPL art. 17)")
+                    if art17
+                    else issue
+                )
+            continue
+        issues.extend(notices.check_notice(name, doc, notice, path.stem))
+        loaded.setdefault(notice.id, (name, doc, notice))
+    return loaded, present
 
 
 def content_version(contents: dict[str, bytes]) -> str:
@@ -196,3 +243,30 @@ def _dotted(loc: Loc) -> str:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _tracking_plan(
+    doc: LocatedYaml | None,
+    purposes: Section[Purpose],
+    categories: Section[Category],
+    issues: list[PolicyIssue],
+) -> plan.TrackingPlan | None:
+    """tracking-plan.yaml validated, and checked against purposes and categories."""
+    if doc is None:
+        return None
+    if not isinstance(doc.data, dict):
+        issues.append(PolicyIssue(plan.FILE, doc.line_of(()), "expected a mapping with: events"))
+        return None
+    try:
+        tracking = plan.TrackingPlan.model_validate(doc.data)
+    except ValidationError as exc:
+        issues.extend(_validation_issues(plan.FILE, doc, (), exc))
+        return None
+    if purposes.readable and categories.readable:
+        views = {
+            p.id: plan.PurposeView(p.id, p.categories, p.retention_days) for p in purposes.specs()
+        }
+        known = {c.id for c in categories.specs()}
+        for loc, reason in plan.check_plan(tracking, purposes=views, categories=known):
+            issues.append(PolicyIssue(plan.FILE, doc.line_of(loc), reason))
+    return tracking

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,6 +16,10 @@ from pydantic import (
 )
 
 from cdp.errors import UnknownPurpose
+
+if TYPE_CHECKING:
+    from cdp.events.plan import TrackingPlan
+    from cdp.policy.notices import Notice
 
 # Ids travel in headers, tokens and audit entries: keep them short, lower-case and unambiguous.
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
@@ -83,6 +88,11 @@ class Purpose(_Spec):
     pia: Reference | None = None
     # Other names clients use for this purpose, e.g. a consent manager's category keys.
     aliases: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = []
+
+    @property
+    def needs_separate_consent(self) -> bool:
+        """Consent must be given separately (PIPL art. 23, 29, 39)."""
+        return self.separate_consent or self.third_party or self.cross_border
 
     @field_validator("names")
     @classmethod
@@ -169,6 +179,27 @@ class Policy:
     settings: PolicySettings = field(default_factory=PolicySettings)
     files: list[str] = field(default_factory=list)
     category_specs: dict[str, Category] = field(default_factory=dict)
+    notices: dict[str, Notice] = field(default_factory=dict)
+    # tracking-plan.yaml; None without one (then every event is unplanned).
+    tracking_plan: TrackingPlan | None = None
+
+    def consent_floor(self, purpose_id: str) -> int:
+        """Oldest version of the purpose's notice whose consents still count (PIPL art. 14)."""
+        return self._consent_floors.get(purpose_id, 1)
+
+    @cached_property
+    def _consent_floors(self) -> dict[str, int]:
+        floors = {}
+        for spec in self.purposes.values():
+            notice = self.notices.get(spec.notice) if spec.notice else None
+            if notice is not None:
+                floors[spec.id] = notice.reconsent_floor(spec.id)
+        return floors
+
+    @cached_property
+    def sensitive_fields(self) -> frozenset[str]:
+        """Fields that PIPL art. 28 counts as sensitive personal information."""
+        return frozenset(name for name, spec in self.fields.items() if spec.sensitive)
 
     def role(self, name: str) -> Role:
         """The named role; UnknownRole (not a bare KeyError) when roles.yaml lacks it."""
@@ -193,8 +224,19 @@ class Policy:
 
     def fields_for(self, purpose_id: str) -> frozenset[str]:
         """Names of the fields whose category the purpose may touch."""
-        allowed = set(self.purpose(purpose_id).categories)
-        return frozenset(name for name, spec in self.fields.items() if spec.category in allowed)
+        found = self._fields_by_purpose.get(purpose_id)
+        if found is None:
+            self.purpose(purpose_id)  # UnknownPurpose
+            return frozenset()
+        return found
+
+    @cached_property
+    def _fields_by_purpose(self) -> dict[str, frozenset[str]]:
+        # Every decision asks; the policy never changes once loaded.
+        return {
+            pid: frozenset(n for n, f in self.fields.items() if f.category in set(p.categories))
+            for pid, p in self.purposes.items()
+        }
 
     @property
     def sensitive_categories(self) -> frozenset[str]:

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Body, Response, status
 from fastapi.responses import JSONResponse
 
 from cdp.api import PageDep, PurposeDep, RuntimeDep, SessionDep, encode_cursor, require
+from cdp.auth import service as auth
 from cdp.auth.principal import Principal
+from cdp.consent.schemas import SubjectTokenRead
 from cdp.errors import problem_responses
 from cdp.profiles import service
 from cdp.profiles.schemas import (
@@ -38,6 +40,12 @@ def _read(view: service.ProfileView) -> ProfileRead:
     "",
     operation_id="createProfile",
     summary="Create a profile; PI fields are encrypted, identifiers blind-indexed",
+    description=(
+        "A new subject has no consent on record yet, so the `X-Purpose` must rest on another"
+        " legal basis (PIPL art. 13), e.g. `service_delivery` (contract); a consent-based"
+        " purpose is refused with `consent_required`. Record consents afterwards with"
+        " `POST /v1/profiles/{id}/consents` or let the customer give them on /v1/self/consents."
+    ),
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(400, 401, 403, 409, 422, 429),
     response_model_exclude_none=True,
@@ -64,6 +72,11 @@ def create_profile(
     "",
     operation_id="listProfiles",
     summary="List profiles with the fields the purpose allows",
+    description=(
+        "Subjects without a basis for the purpose (no current consent, restricted processing,"
+        " or an opt-out of personalisation) are left out, so a page may hold fewer than"
+        " `limit` items: follow `next_cursor` until it is null."
+    ),
     responses=problem_responses(400, 401, 403, 422, 429),
     response_model=ProfilePage,
 )
@@ -74,7 +87,7 @@ def list_profiles(
     purpose: PurposeDep,
     principal: Annotated[Principal, require("profiles:read")],
 ) -> JSONResponse:
-    views = service.list_profiles(
+    views, last = service.list_profiles(
         session,
         crypto=rt.crypto,
         policy=rt.policy,
@@ -83,7 +96,8 @@ def list_profiles(
         after=page.after,
         limit=page.limit,
     )
-    cursor = encode_cursor(rt, views[-1].id) if len(views) == page.limit else None
+    # Subjects without a basis for the purpose are left out, so a page may hold fewer items.
+    cursor = encode_cursor(rt, last) if last is not None else None
     # Withheld fields are left out of each item, while next_cursor stays even when null.
     items = [_read(v).model_dump(mode="json", exclude_none=True) for v in views]
     return JSONResponse({"items": items, "next_cursor": cursor})
@@ -221,3 +235,31 @@ def merge_profiles(
         source_id=body.source_id,
     )
     return _read(view)
+
+
+@router.post(
+    "/{profile_id:uuid}/subject-token",
+    operation_id="issueSubjectToken",
+    summary="A short-lived customer token for a subject the app has verified (/v1/self/*)",
+    responses=problem_responses(401, 403, 404, 422, 429),
+)
+def issue_subject_token(
+    profile_id: UUID,
+    session: SessionDep,
+    rt: RuntimeDep,
+    principal: Annotated[Principal, require("subjects:token")],
+) -> SubjectTokenRead:
+    issued = auth.issue_subject_token(
+        session,
+        policy=rt.policy,
+        tokens=rt.tokens,
+        principal=principal,
+        subject_id=str(profile_id),
+        ttl_seconds=rt.settings.subject_token_ttl_seconds,
+    )
+    return SubjectTokenRead(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        scope=issued.scope,
+        subject_id=str(profile_id),
+    )

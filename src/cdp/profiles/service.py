@@ -1,19 +1,22 @@
 """Create, read, look up, update, list, merge and erase profiles; every PI use is decided
-by policy.decide for a purpose and audited with field names, never values."""
+for a purpose, with the subject's consent, by consent.service.decide (policy.decide with the
+subject's state) and audited with field names, never values."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cdp.audit import service as audit
 from cdp.auth.principal import Principal
+from cdp.consent import service as consent
+from cdp.consent import status as subject_status
 from cdp.crypto import Crypto, SubjectKeys
 from cdp.db import utcnow
 from cdp.errors import CiphertextInvalid, Conflict, NotFound, ValidationFailed
@@ -23,6 +26,9 @@ from cdp.profiles.models import Identity, Profile
 
 PROFILE = "profile"
 IDENTITY = "identity"
+# The fields that tell whether a subject is a minor (PIPL art. 28, 31), when policy has them.
+MINOR_FLAG = "is_minor"
+BIRTH_DATE = "birth_date"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,44 +74,26 @@ def _index(crypto: Crypto, kind: str, value: str) -> str:
     return crypto.blind_index(kind, value)
 
 
-def _claim_identity(
-    session: Session, crypto: Crypto, keys: SubjectKeys, profile: Profile, kind: str, value: str
-) -> Identity:
-    index = _index(crypto, kind, value)
-    owner = session.scalar(
-        select(Identity.subject_id).where(Identity.kind == kind, Identity.blind_index == index)
-    )
-    if owner is not None and owner != profile.id:
-        raise Conflict(f"{kind} already belongs to another profile")
-    session.execute(
-        delete(Identity).where(Identity.subject_id == profile.id, Identity.kind == kind)
-    )
-    identity = Identity(
-        subject_id=profile.id,
-        kind=kind,
-        blind_index=index,
-        sealed_value=keys.seal(profile.id, IDENTITY, kind, crypto.normalise(kind, value)),
-        created_at=utcnow(),
-    )
-    session.add(identity)
-    return identity
-
-
 def _write(
-    session: Session, crypto: Crypto, policy: Policy, profile: Profile, values: dict[str, Any]
+    session: Session,
+    crypto: Crypto,
+    policy: Policy,
+    profile: Profile,
+    values: dict[str, Any],
+    *,
+    new: bool = False,
 ) -> None:
+    """Store values: identifiers as blind index + ciphertext rows, the rest in the profile."""
     keys = crypto.keys_for([profile.id])
+    identities = {k: v for k, v in values.items() if _is_identity(policy.fields[k])}
+    if identities:
+        _write_identities(session, crypto, keys, profile.id, identities, new=new)
     plain, sealed = dict(profile.plain or {}), dict(profile.sealed or {})
     for name, value in values.items():
         spec = policy.fields[name]
-        if _is_identity(spec):
-            if value is None:
-                session.execute(
-                    delete(Identity).where(Identity.subject_id == profile.id, Identity.kind == name)
-                )
-            else:
-                _claim_identity(session, crypto, keys, profile, name, value)
-        elif spec.storage == "encrypted":
+        if name in identities:
+            continue
+        if spec.storage == "encrypted":
             if value is None:
                 sealed.pop(name, None)
             else:
@@ -121,6 +109,89 @@ def _write(
     except IntegrityError as exc:
         # Two writers raced for the same identifier; the unique constraint decided.
         raise Conflict("an identifier already belongs to another profile") from exc
+    if MINOR_FLAG in values or BIRTH_DATE in values:
+        minor = _is_minor(policy, keys, profile.id, values, plain, sealed)
+        subject_status.set_minor(session, subject_id=profile.id, minor=minor)
+
+
+def _is_minor(
+    policy: Policy,
+    keys: SubjectKeys,
+    subject_id: str,
+    values: Mapping[str, Any],
+    plain: Mapping[str, Any],
+    sealed: Mapping[str, str],
+) -> bool:
+    """Under policy's minor age by the is_minor flag or the birth date, as now written."""
+
+    def current(name: str) -> Any:
+        if name in values:
+            return values[name]
+        if name in plain:
+            return plain[name]
+        if name in sealed and name in policy.fields:
+            text = keys.open(subject_id, PROFILE, name, sealed[name])
+            return traits.decode(policy.fields[name], text)
+        return None
+
+    if current(MINOR_FLAG) is True:
+        return True
+    born = current(BIRTH_DATE)
+    if not isinstance(born, str):
+        return False
+    birth, today = date.fromisoformat(born), utcnow().date()
+    age = today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+    return age < policy.settings.minor_age_years
+
+
+def _write_identities(
+    session: Session,
+    crypto: Crypto,
+    keys: SubjectKeys,
+    subject_id: str,
+    values: dict[str, Any],
+    *,
+    new: bool,
+) -> None:
+    """One query checks every identifier for another owner; one statement inserts them."""
+    wanted = {k: v for k, v in values.items() if v is not None}
+    indexes = {kind: crypto.blind_index(kind, value) for kind, value in wanted.items()}
+    if indexes:
+        taken = session.execute(
+            select(Identity.kind).where(
+                # OR of pairs rather than a row-value IN, which SQLite cannot serve from the index.
+                or_(
+                    *(
+                        and_(Identity.kind == k, Identity.blind_index == b)
+                        for k, b in indexes.items()
+                    )
+                ),
+                Identity.subject_id != subject_id,
+            )
+        ).scalars()
+        for kind in sorted(set(taken)):
+            raise Conflict(f"{kind} already belongs to another profile")
+    if not new:
+        session.execute(
+            delete(Identity).where(Identity.subject_id == subject_id, Identity.kind.in_(values))
+        )
+    if wanted:
+        now = utcnow()
+        session.execute(
+            insert(Identity),
+            [
+                {
+                    "subject_id": subject_id,
+                    "kind": kind,
+                    "blind_index": indexes[kind],
+                    "sealed_value": keys.seal(
+                        subject_id, IDENTITY, kind, crypto.normalise(kind, value)
+                    ),
+                    "created_at": now,
+                }
+                for kind, value in wanted.items()
+            ],
+        )
 
 
 def _view(
@@ -132,7 +203,7 @@ def _view(
     keys: SubjectKeys | None = None,
 ) -> ProfileView:
     """Decrypt only what the purpose allows; a ciphertext that fails its check is an error."""
-    opener = keys or crypto
+    opener = keys or crypto.keys_for([profile.id])
     values: dict[str, Any] = {
         k: v for k, v in (profile.plain or {}).items() if k in allowed and k in policy.fields
     }
@@ -194,12 +265,14 @@ def create(
 ) -> ProfileView:
     """A new profile; the fields written must be ones the purpose may collect."""
     checked = {k: v for k, v in _checked(policy, values).items() if v is not None}
-    decision = decide(policy, principal, purpose, fields=checked.keys())
+    # Nothing is on record for a new subject: only a non-consent basis can create a profile.
+    decision = consent.decide_collection(
+        policy=policy, principal=principal, purpose=purpose, fields=checked.keys()
+    )
     # The subject's data key exists before any of its values is sealed.
     profile = Profile(id=crypto.new_subject_id(), plain={}, sealed={}, created_at=utcnow())
     session.add(profile)
-    session.flush()
-    _write(session, crypto, policy, profile, checked)
+    _write(session, crypto, policy, profile, checked, new=True)
     audit.append(
         session,
         actor=principal.actor,
@@ -220,7 +293,9 @@ def read(
     purpose: str | None,
     subject_id: str,
 ) -> ProfileView:
-    decision = decide(policy, principal, purpose, subject=subject_id)
+    decision = consent.decide(
+        session, policy=policy, principal=principal, purpose=purpose, subject=subject_id
+    )
     profile = _get(session, subject_id)
     view = _view(
         crypto,
@@ -249,17 +324,21 @@ def lookup(
     subject_id = session.scalar(
         select(Identity.subject_id).where(Identity.kind == kind, Identity.blind_index == index)
     )
-    audit.append(
-        session,
-        actor=principal.actor,
-        action="profile.lookup",
-        subject=subject_id,
-        purpose=decision.purpose,
-        fields=[kind],
-        detail={"found": subject_id is not None},
-    )
     if subject_id is None:
-        raise NotFound("no profile matches")
+        # Audited too (after the rollback): repeated misses are what enumeration looks like.
+        raise NotFound(
+            "no profile matches",
+            audit={
+                "action": "profile.lookup",
+                "decision": "allow",
+                "fields": [kind],
+                "detail": {"found": False},
+            },
+        )
+    # Found: now the subject's own basis for the purpose (consent, restriction, opt-out).
+    decision = consent.decide(
+        session, policy=policy, principal=principal, purpose=purpose, subject=subject_id
+    )
     profile = _get(session, subject_id)
     view = _view(
         crypto,
@@ -268,7 +347,15 @@ def lookup(
         _identities(session, [subject_id])[subject_id],
         decision.allowed_fields,
     )
-    _audit_read(session, principal, decision, [view], "profile.read")
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="profile.read",
+        subject=subject_id,
+        purpose=decision.purpose,
+        fields=view.values.keys(),
+        detail={"via": "lookup", "by": kind},
+    )
     return view
 
 
@@ -284,7 +371,19 @@ def update(
 ) -> ProfileView:
     """JSON merge patch: a null removes the field; the rest replace or add."""
     checked = _checked(policy, patch)
-    decision = decide(policy, principal, purpose, subject=subject_id, fields=checked.keys())
+    decision = consent.decide(
+        session,
+        policy=policy,
+        principal=principal,
+        purpose=purpose,
+        subject=subject_id,
+        fields=checked.keys(),
+    )
+    # What the response may show is decided on the state the write was allowed under: a write
+    # that makes the subject a minor takes effect for the next request, not this one.
+    full = consent.decide(
+        session, policy=policy, principal=principal, purpose=purpose, subject=subject_id
+    )
     profile = _get(session, subject_id)
     _write(session, crypto, policy, profile, checked)
     audit.append(
@@ -295,7 +394,6 @@ def update(
         purpose=decision.purpose,
         fields=checked.keys(),
     )
-    full = decide(policy, principal, purpose, subject=subject_id)
     return _view(
         crypto,
         policy,
@@ -314,20 +412,27 @@ def list_profiles(
     purpose: str | None,
     after: str | None,
     limit: int,
-) -> list[ProfileView]:
+) -> tuple[list[ProfileView], str | None]:
+    """One page of profiles that have a basis for the purpose (others are left out, PIPL
+    art. 13-15, 24, 44), and the last id scanned when more may follow."""
     decision = decide(policy, principal, purpose)
     stmt = select(Profile).order_by(Profile.id).limit(limit)
     if after:
         stmt = stmt.where(Profile.id > after)
-    profiles = list(session.scalars(stmt))
+    scanned = list(session.scalars(stmt))
+    allowed = consent.allowed_subjects(
+        session, policy=policy, decision=decision, subject_ids=[p.id for p in scanned]
+    )
+    profiles = [p for p in scanned if p.id in allowed]
     ids = [p.id for p in profiles]
     identities = _identities(session, ids)
     keys = crypto.keys_for(ids)
     views = [
-        _view(crypto, policy, p, identities[p.id], decision.allowed_fields, keys) for p in profiles
+        _view(crypto, policy, p, identities[p.id], allowed[p.id].allowed_fields, keys)
+        for p in profiles
     ]
     _audit_read(session, principal, decision, views, "profile.read")
-    return views
+    return views, scanned[-1].id if len(scanned) == limit else None
 
 
 def erase(session: Session, *, crypto: Crypto, actor: str, subject_id: str, reason: str) -> None:

@@ -68,6 +68,33 @@ roles:
 """
 
 
+SECTIONS = ("processor", "contact", "purposes", "methods", "pi_types", "retention", "rights")
+
+
+def notice_yaml(
+    notice_id: str = "privacy-notice",
+    purposes: str = "[care]",
+    sections: tuple[str, ...] = SECTIONS,
+) -> str:
+    """A one-version notice in zh-CN and en with the given sections."""
+    texts = ""
+    for locale in ("zh-CN", "en"):
+        texts += f"      {locale}:\n        title: T\n        sections:\n"
+        texts += "".join(f"          {name}: text of {name}\n" for name in sections)
+    return (
+        f"id: {notice_id}\nnames: {{zh: 告知, en: Notice}}\nversions:\n"
+        f"  - version: 1\n    published: 2026-01-01\n    purposes: {purposes}\n"
+        f"    texts:\n{texts}"
+    )
+
+
+# The notices every consent purpose above may name: `privacy-notice`, and `n` for the edits below.
+NOTICES = {
+    "privacy-notice": notice_yaml(),
+    "n": notice_yaml("n", sections=(*SECTIONS, "recipients")),
+}
+
+
 def write_policy(
     directory: Path,
     *,
@@ -75,8 +102,12 @@ def write_policy(
     fields: str = CATEGORIES + FIELDS,
     roles: str = ROLES,
     settings: str | None = None,
+    notices: dict[str, str] | None = None,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "notices").mkdir(exist_ok=True)
+    for name, text in (NOTICES if notices is None else notices).items():
+        (directory / "notices" / f"{name}.yaml").write_text(text, encoding="utf-8")
     (directory / "purposes.yaml").write_text(purposes, encoding="utf-8")
     (directory / "fields.yaml").write_text(fields, encoding="utf-8")
     (directory / "roles.yaml").write_text(roles, encoding="utf-8")
@@ -109,7 +140,23 @@ def test_demo_policy_loads() -> None:
     assert policy.fields["id_card_number"].sensitive
     assert {"admin", "app", "analyst", "support", "tracker", "subject"} <= set(policy.roles)
     assert "contact" in policy.categories
-    assert policy.files == ["fields.yaml", "purposes.yaml", "roles.yaml", "settings.yaml"]
+    assert policy.files == [
+        "fields.yaml",
+        "notices/cross-border-notice.yaml",
+        "notices/location-notice.yaml",
+        "notices/partner-sharing-notice.yaml",
+        "notices/privacy-notice.yaml",
+        "purposes.yaml",
+        "roles.yaml",
+        "settings.yaml",
+        "tracking-plan.yaml",
+    ]
+    assert set(policy.notices) == {
+        "privacy-notice",
+        "location-notice",
+        "partner-sharing-notice",
+        "cross-border-notice",
+    }
     assert policy.settings.k_anonymity == 5
     assert policy.settings.rights_due_working_days == 15
 
@@ -142,7 +189,13 @@ def test_settings_default_without_file(tmp_path: Path) -> None:
     assert policy.settings.k_anonymity == 5
     assert policy.settings.rights_due_working_days == 15
     assert policy.settings.token_max_ttl_seconds == 3600
-    assert policy.files == ["fields.yaml", "purposes.yaml", "roles.yaml"]
+    assert policy.files == [
+        "fields.yaml",
+        "notices/n.yaml",
+        "notices/privacy-notice.yaml",
+        "purposes.yaml",
+        "roles.yaml",
+    ]
 
 
 def test_settings_from_file(tmp_path: Path) -> None:
@@ -206,7 +259,8 @@ def test_unknown_purpose_category(tmp_path: Path) -> None:
 def test_duplicate_purpose_reports_the_second(tmp_path: Path) -> None:
     purposes = PURPOSES.replace("id: care", "id: service")
     roles = ROLES.replace("[service, care]", "[service]")
-    [issue] = issues_of(write_policy(tmp_path, purposes=purposes, roles=roles))
+    notices = {"privacy-notice": notice_yaml(purposes="[service]")}
+    [issue] = issues_of(write_policy(tmp_path, purposes=purposes, roles=roles, notices=notices))
     assert issue.file == "purposes.yaml"
     assert issue.line == line_of(purposes, "id: service", occurrence=2)
     assert "duplicate purpose 'service' (first at line 2)" in issue.reason

@@ -1,0 +1,1 @@
+"""Consent records, subject status (minor, restriction, opt-out) and the decision built on them."""
