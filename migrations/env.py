@@ -6,7 +6,7 @@ from alembic import context
 
 import cdp.models  # noqa: F401  registers every table
 from cdp.config import Settings
-from cdp.db import Base, make_engine
+from cdp.db import Base, make_engine, not_a_partition
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url()
@@ -25,6 +25,7 @@ def run_online() -> None:
             connection=connection,
             target_metadata=Base.metadata,
             compare_type=True,
+            include_name=not_a_partition(connection),
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():

@@ -27,7 +27,10 @@ from cdp.audit.service import RequestContext
 from cdp.auth.ratelimit import RateLimiter
 from cdp.auth.router import router as auth_router
 from cdp.auth.tokens import SigningKey, TokenService, hmac_key, private_key_file
+from cdp.compliance.router import router as compliance_reports_router
 from cdp.config import Settings, get_settings
+from cdp.consent.router import compliance_router, self_router
+from cdp.consent.router import router as consent_router
 from cdp.crypto import Crypto, keystore_is_current, master_key_provider, upgrade_keystore
 from cdp.db import make_engine, make_sessionmaker, schema_is_current, unit_of_work, upgrade
 from cdp.errors import (
@@ -41,17 +44,34 @@ from cdp.errors import (
     problem_body,
     problem_responses,
 )
+from cdp.events import partitions as event_partitions
+from cdp.events.router import router as events_router
+from cdp.events.router import segment_router
 from cdp.ops import logs
 from cdp.ops.metrics import Metrics
 from cdp.ops.middleware import EdgeMiddleware
 from cdp.ops.router import router as ops_router
 from cdp.policy import load_policy
+from cdp.policy.router import notices_router
 from cdp.policy.router import router as policy_router
 from cdp.profiles.router import router as profiles_router
 
 log = logging.getLogger("cdp.app")
 
-ROUTERS = (ops_router, auth_router, policy_router, profiles_router, audit_router)
+ROUTERS = (
+    ops_router,
+    auth_router,
+    policy_router,
+    notices_router,
+    profiles_router,
+    consent_router,
+    self_router,
+    compliance_router,
+    compliance_reports_router,
+    audit_router,
+    events_router,
+    segment_router,
+)
 
 
 def _dev_secret(path: Path, what: str) -> str:
@@ -115,6 +135,7 @@ def start(rt: Runtime) -> None:
             upgrade_keystore(rt.settings.resolved_keystore_url())
         else:
             raise RuntimeError("key store schema is not at head: run `cdp db upgrade`")
+    event_partitions.ensure(rt.engine)  # PostgreSQL: this month's and the next ones
     # Loads the master key now, so a bad key setting stops start-up, not the first request.
     rt.crypto.ping()
     with unit_of_work(rt.sessions) as session:
@@ -302,12 +323,33 @@ TAGS = [
     {"name": "auth", "description": "OAuth2 client-credentials tokens and signing keys."},
     {"name": "clients", "description": "API clients (admin)."},
     {"name": "sources", "description": "Tracking sources and their write keys (admin)."},
-    {"name": "policies", "description": "The loaded policy: purposes, fields, roles, version."},
+    {
+        "name": "policies",
+        "description": "The loaded policy: purposes, fields, roles, notices, version.",
+    },
     {
         "name": "profiles",
         "description": "Customer profiles: encrypted fields, blind-index lookup, erasure.",
     },
-    {"name": "audit", "description": "The hash-chained audit log."},
+    {
+        "name": "consents",
+        "description": "Consent records bound to notice versions: record, read, import.",
+    },
+    {
+        "name": "self-service",
+        "description": "The customer's own consents, with a customer token (scope self).",
+    },
+    {"name": "compliance", "description": "Numbers for the PI protection officer."},
+    {
+        "name": "audit",
+        "description": "The hash-chained audit log: search, signed checkpoints, export with a "
+        "signed manifest for offline verification.",
+    },
+    {
+        "name": "tracking",
+        "description": "Events: the native batch and the Segment-compatible HTTP API (write"
+        " keys), planned, de-duplicated and consent-gated; a subject's events; violations.",
+    },
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
 

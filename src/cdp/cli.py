@@ -1,4 +1,4 @@
-"""The `cdp` command: serve, db, clients, sources, policies, openapi."""
+"""The `cdp` command: serve, db, clients, sources, policies, openapi, keys, audit."""
 
 from __future__ import annotations
 
@@ -224,7 +224,7 @@ def policies_check(
         _fail(f"{len(exc.issues)} error(s) in {folder}")
     typer.echo(
         f"policy ok: {policy.version} ({len(policy.purposes)} purposes, "
-        f"{len(policy.fields)} fields, {len(policy.roles)} roles)"
+        f"{len(policy.fields)} fields, {len(policy.roles)} roles, {len(policy.notices)} notices)"
     )
 
 
@@ -423,6 +423,228 @@ def rights_replay_erasures(
     )
     if replay is None:
         typer.echo("warning: cdp.rights.service.replay_erasure is missing", err=True)
+
+
+# --- events: monthly partitions (events/) ---------------------------------------------------
+
+events_app = typer.Typer(help="Tracked events.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("partitions")
+def events_partitions(
+    months_ahead: Annotated[
+        int, typer.Option(min=0, max=24, help="Create partitions this many months ahead.")
+    ] = 2,
+) -> None:
+    """Create the monthly partitions of the event table (PostgreSQL; run it monthly)."""
+    from cdp.db import make_engine
+    from cdp.events import partitions
+
+    engine = make_engine(Settings().resolved_database_url())
+    try:
+        created = partitions.ensure(engine, months_ahead=months_ahead)
+        names = partitions.existing(engine)
+    finally:
+        engine.dispose()
+    if engine.dialect.name != "postgresql":
+        typer.echo("SQLite keeps events in one table: nothing to do")
+        return
+    typer.echo(f"created: {', '.join(created) or '-'}\npartitions: {', '.join(names)}")
+
+
+# --- audit: checkpoints, export, offline verification, public keys; db grant (audit/) ---------
+
+audit_app = typer.Typer(
+    help="The audit log: signed checkpoints, export, offline verification.", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_signer(rt: object) -> object:
+    from cdp.api import Runtime
+    from cdp.audit.signing import SigningKeyError, cached_signer
+
+    assert isinstance(rt, Runtime)
+    try:
+        return cached_signer(rt.extras, rt.settings.audit_signing_key_file, rt.settings.data_dir)
+    except SigningKeyError as exc:
+        _fail(str(exc), 2)
+        raise  # unreachable: _fail exits
+
+
+def _cli_time(value: str | None, name: str) -> object:
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        _fail(f"{name} must be an RFC 3339 time with an offset, e.g. 2026-11-25T08:00:00+08:00", 2)
+    return parsed
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    force: Annotated[bool, typer.Option("--force", help="Also sign one at the head now.")] = False,
+) -> None:
+    """Sign the checkpoints that are due (N entries or M minutes since the last one).
+
+    The API does this every minute; run it from cron where no API process runs."""
+    from datetime import timedelta
+
+    from cdp.api import Runtime
+    from cdp.audit import checkpoints
+    from cdp.audit.signing import Signer
+    from cdp.errors import AuditChainBroken
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    signer = _audit_signer(rt)
+    assert isinstance(signer, Signer)
+    schedule = checkpoints.Schedule(
+        every_entries=rt.settings.audit_checkpoint_every,
+        every=timedelta(minutes=rt.settings.audit_checkpoint_minutes),
+    )
+    try:
+        made = checkpoints.run_due(rt.sessions, signer=signer, schedule=schedule, force=force)
+    except AuditChainBroken as exc:
+        _fail(f"audit chain broken, nothing signed: {exc.detail}")
+    for cp in made:
+        typer.echo(f"checkpoint {cp.id}: entries {cp.from_seq}..{cp.seq} signed by {cp.key_id}")
+    typer.echo(f"{len(made)} checkpoint(s) signed")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    since: Annotated[str | None, typer.Option("--from", help="From this time (RFC 3339).")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Before this time (RFC 3339).")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Only this subject id.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Only this purpose.")] = None,
+) -> None:
+    """Export the audit log with a signed manifest; check it with `cdp audit verify`."""
+    from datetime import datetime
+
+    from cdp.api import Runtime
+    from cdp.audit.export import ExportFilter, start_export, stream
+    from cdp.audit.service import RequestContext
+    from cdp.audit.signing import Signer
+    from cdp.db import unit_of_work
+
+    if fmt not in ("jsonl", "csv"):
+        _fail("--format must be jsonl or csv", 2)
+    start, end = _cli_time(since, "--from"), _cli_time(until, "--to")
+    assert start is None or isinstance(start, datetime)
+    assert end is None or isinstance(end, datetime)
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    signer = _audit_signer(rt)
+    assert isinstance(signer, Signer)
+    wanted = ExportFilter(start, end, actor, subject, action, purpose)
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        plan = start_export(
+            session,
+            actor=CLI_ACTOR,
+            fmt="csv" if fmt == "csv" else "jsonl",
+            export_filter=wanted,
+        )
+    size = 0
+    with out.open("wb") as target:
+        for chunk in stream(rt.sessions, plan, signer, batch=rt.settings.audit_export_batch):
+            target.write(chunk)
+            size += len(chunk)
+    typer.echo(f"wrote {out}: {size} bytes, chain head {plan.head_seq}, key {signer.key_id}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[Path, typer.Argument(help="An export written by `cdp audit export`.")],
+    public_key: Annotated[
+        Path, typer.Option("--public-key", help="Trusted public keys (PEM or keys JSON).")
+    ],
+) -> None:
+    """Verify an export offline: exit 0 when it verifies, 1 naming the first bad sequence."""
+    from cdp.audit import verify
+
+    try:
+        keys = verify.load_public_keys(public_key.read_bytes())
+        report = verify.verify_file(file, keys)
+    except (OSError, verify.Unreadable) as exc:
+        _fail(f"cannot verify: {exc}", 2)
+    typer.echo(report.summary(), err=not report.ok)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("public-key")
+def audit_public_key(
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """The PEM public keys of every audit signing key, for `cdp audit verify --public-key`."""
+    from cdp.api import Runtime
+    from cdp.audit import checkpoints
+    from cdp.audit.signing import Signer
+    from cdp.db import unit_of_work
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    signer = _audit_signer(rt)
+    assert isinstance(signer, Signer)
+    with unit_of_work(rt.sessions) as session:
+        keys = checkpoints.published_keys(session, signer)
+    text = "".join(
+        f"# audit signing key {k.key_id}{' (current)' if k.current else ''}\n{k.public_key_pem}"
+        for k in keys
+    )
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="ascii")
+        typer.echo(f"wrote {len(keys)} public key(s) to {out}")
+
+
+@db_app.command("grant")
+def db_grant(
+    role: Annotated[str, typer.Option("--role", help="The role the API connects as.")],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Run them on CDP_DATABASE_URL (as the owner).")
+    ] = False,
+) -> None:
+    """PostgreSQL: GRANTs letting ROLE run the API but only INSERT/SELECT the audit tables.
+
+    Migrations run as the owner of the tables; the API connects as ROLE. Re-run after every
+    `cdp db upgrade` (new tables). Without --apply the statements are printed."""
+    from sqlalchemy import text
+
+    from cdp.audit.grants import grant_statements
+    from cdp.db import make_engine
+
+    try:
+        statements = grant_statements(role)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if not apply:
+        typer.echo("".join(f"{statement};\n" for statement in statements), nl=False)
+        return
+    url = Settings().resolved_database_url()
+    if not url.startswith("postgresql"):
+        _fail("cdp db grant applies to PostgreSQL only", 2)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    typer.echo(f"granted: {role} may only INSERT and SELECT the audit tables")
 
 
 def main() -> None:

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(
         default=True, description="Migrate an embedded SQLite database on start-up."
     )
+    # Audit checkpoints (Ed25519): the key, and how often one is signed (entries or minutes).
+    audit_signing_key_file: Path | None = Field(
+        default=None, description="PEM Ed25519 private key; default a development key file."
+    )
+    audit_checkpoint_every: int = Field(default=1000, ge=1, description="Entries per checkpoint.")
+    audit_checkpoint_minutes: float = Field(
+        default=60, gt=0, description="A checkpoint at least this often, even with no entries."
+    )
+    audit_checkpoint_tick_seconds: float = Field(
+        default=60, gt=0, description="How often the API checks whether a checkpoint is due."
+    )
+    audit_export_batch: int = Field(default=5000, ge=1, description="Rows read per export batch.")
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'cdp.db').resolve()}"

@@ -262,3 +262,92 @@ class InvalidIdentifier(ValidationFailed):
             errors=[{"loc": where, "msg": message, "type": "value_error"}],
         )
         self.kind = kind
+
+
+# --- consent and purpose limitation (consent/, policy.decide) --------------------------------
+
+
+class ConsentRequired(Forbidden):
+    """No current consent for the purpose: none given, withdrawn, refused or to an old notice."""
+
+    code = "consent_required"
+    title = "Consent required for this purpose"
+
+
+class SeparateConsentRequired(Forbidden):
+    """Sensitive PI, third-party sharing or cross-border transfer (PIPL art. 23, 29, 39)."""
+
+    code = "separate_consent_required"
+    title = "Separate consent required"
+
+
+class GuardianConsentRequired(Forbidden):
+    """The subject is under the minor age; the consent must come from a guardian (art. 31)."""
+
+    code = "guardian_consent_required"
+    title = "Guardian consent required"
+
+
+class ProcessingRestricted(Forbidden):
+    """The subject's processing is restricted: storage and legal obligations only (art. 44, 47)."""
+
+    code = "processing_restricted"
+    title = "Processing of this subject is restricted"
+
+
+class PersonalisationOptedOut(Forbidden):
+    """The subject refused personalised processing; consent does not override it (art. 24)."""
+
+    code = "personalisation_opted_out"
+    title = "The subject opted out of personalised marketing"
+
+
+# --- tracking (events/) ----------------------------------------------------------------------
+
+
+class BatchTooLarge(ValidationFailed):
+    """More events in one request than the API takes (500)."""
+
+    code = "batch_too_large"
+    title = "Too many events in one batch"
+
+
+class WriteKeyRequired(Unauthorized):
+    """A Segment-compatible call without a write key (body, Basic username or X-Write-Key)."""
+
+    code = "unauthorized"
+    title = "Write key required"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": 'Basic realm="cdp-tracking"'})
+        super().__init__(detail, **kw)
+
+
+class InvalidWriteKey(WriteKeyRequired):
+    """A write key that names no source, or a revoked one."""
+
+    code = "invalid_write_key"
+    title = "Invalid write key"
+
+
+class InvalidMessages(BadRequest):
+    """Every message of a Segment-compatible body was unusable (no id, no event name, ...)."""
+
+    code = "invalid_message"
+    title = "No usable message in the body"
+
+
+# --- audit log (audit/) ----------------------------------------------------------------------
+
+
+class AuditChainBroken(CdpError):
+    """The stored audit chain does not verify at `seq`; no checkpoint is signed over it."""
+
+    status = 409
+    code = "audit_chain_broken"
+    title = "The audit chain does not verify"
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason

@@ -1,7 +1,9 @@
 """The 401, 403 and 422 cases of every operation, found from the app's routes.
 
 A new endpoint is covered without editing this file: it must refuse a missing token, refuse a
-token without its scope, and refuse a malformed JSON body without storing anything.
+token without its scope, and refuse a malformed JSON body without storing anything. Customer
+(self-service) operations take only customer tokens, which count as the scope `self`: an API
+client's token there is 403, and a customer token on any client operation is 401.
 """
 
 from __future__ import annotations
@@ -18,16 +20,33 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, table
 from sqlalchemy import inspect as sa_inspect
 
-from cdp.api import Runtime
+from cdp.api import Runtime, current_subject
 from cdp.app import create_app
 from cdp.config import Settings
 
 # Operations anyone may call; every other operation needs a bearer token.
 PUBLIC = {"healthz", "readyz", "metrics", "issueToken", "getJwks"}
-# Operations any valid token may call (API.md, Platform); every other one demands a scope.
-ANY_TOKEN = {"getPolicy", "listPurposes"}
+# The Segment-compatible operations take a source's write key (body, Basic or X-Write-Key), or a
+# bearer token checked in the route; their 401, 403 and 400 cases are in tests/api/test_segment.py.
+WRITE_KEY = {
+    "segmentBatch",
+    "segmentTrack",
+    "segmentIdentify",
+    "segmentPage",
+    "segmentScreen",
+    "segmentAlias",
+    "segmentGroup",
+}
+# Operations any valid token may call (API.md, Platform), customers' too; every other one
+# demands a scope.
+ANY_TOKEN = {"getPolicy", "listPurposes", "getNotice"}
+# The scope a customer token stands for; only /v1/self operations ask for it.
+SELF = "self"
 # Placeholder for path parameters: valid as a string and as a UUID, naming nothing stored.
 MISSING_ID = "00000000-0000-4000-8000-000000000000"
+# Path parameters that name policy, not stored data: the demo policy's value, so that an
+# any-token operation can answer 200.
+POLICY_PATH_VALUES = {"notice_id": "privacy-notice"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,8 @@ class Operation:
         out = self.path
         for param in self.spec.get("parameters", []):
             if param["in"] == "path":
-                out = out.replace("{" + param["name"] + "}", MISSING_ID)
+                value = POLICY_PATH_VALUES.get(param["name"], MISSING_ID)
+                out = out.replace("{" + param["name"] + "}", value)
         return out
 
 
@@ -60,8 +80,11 @@ def _walk(dependant: Any) -> Iterator[Any]:
 
 
 def _required_scope(route: APIRoute) -> str | None:
-    # `cdp.api.require(scope)` builds a `check` closure over the scope it demands.
+    # `cdp.api.require(scope)` builds a `check` closure over the scope it demands;
+    # `cdp.api.current_subject` admits customer tokens only, i.e. the scope `self`.
     for dep in _walk(route.dependant):
+        if dep.call is current_subject:
+            return SELF
         if getattr(dep.call, "__qualname__", "") == "require.<locals>.check":
             scope = inspect.getclosurevars(dep.call).nonlocals["scope"]
             assert isinstance(scope, str)
@@ -126,9 +149,11 @@ def _operations() -> list[Operation]:
 
 
 ALL = _operations()
-PROTECTED = [op for op in ALL if op.operation_id not in PUBLIC]
+PROTECTED = [op for op in ALL if op.operation_id not in PUBLIC | WRITE_KEY]
 SCOPED = [op for op in PROTECTED if op.operation_id not in ANY_TOKEN]
 WITH_BODY = [op for op in PROTECTED if op.body_example is not None]
+SELF_OPS = [op for op in SCOPED if op.scope == SELF]
+CLIENT_OPS = [op for op in SCOPED if op.scope != SELF]
 
 
 def _ids(ops: list[Operation]) -> list[str]:
@@ -167,7 +192,7 @@ def _row_counts(rt: Runtime) -> dict[str, int]:
 
 def test_public_allow_list_matches_the_routes() -> None:
     # Both ways: a new route without the bearer dependency fails here until it is listed.
-    assert {op.operation_id for op in ALL if not op.uses_bearer} == PUBLIC
+    assert {op.operation_id for op in ALL if not op.uses_bearer} == PUBLIC | WRITE_KEY
 
 
 @pytest.mark.parametrize("op", PROTECTED, ids=_ids(PROTECTED))
@@ -224,22 +249,72 @@ def test_token_without_scope_is_403(
         _assert_problem(resp, 403, "insufficient_scope")
 
 
+@pytest.fixture
+def customer_token(client: TestClient, token_for: Callable[..., dict[str, str]]) -> dict[str, str]:
+    """A customer token (role subject, scope self) for a fresh profile."""
+    app = token_for("app")
+    created = client.post(
+        "/v1/profiles",
+        json={"external_id": "matrix-1"},
+        headers={**app, "X-Purpose": "service_delivery"},
+    )
+    assert created.status_code == 201, created.text
+    resp = client.post(f"/v1/profiles/{created.json()['id']}/subject-token", headers=app)
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+@pytest.fixture
+def caller_for(
+    customer_token: dict[str, str], token_for: Callable[..., dict[str, str]]
+) -> Callable[[Operation], dict[str, str]]:
+    """Headers holding every scope an operation may ask for: an admin's, or a customer's."""
+    admin = token_for("admin")
+    return lambda op: customer_token if op.scope == SELF else {**admin, **op.purpose()}
+
+
 @pytest.mark.parametrize("op", sorted(ANY_TOKEN))
 def test_any_token_operations_take_the_narrowest_tokens(
-    client: TestClient, op: str, narrow_tokens: dict[str, dict[str, str]]
+    client: TestClient,
+    op: str,
+    narrow_tokens: dict[str, dict[str, str]],
+    customer_token: dict[str, str],
 ) -> None:
     target = next(o for o in PROTECTED if o.operation_id == op)
-    for headers in narrow_tokens.values():
+    for headers in [*narrow_tokens.values(), customer_token]:
         resp = _call(client, target, headers)
         assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.parametrize("op", PROTECTED, ids=_ids(PROTECTED))
-def test_admin_token_passes_auth(
+def test_self_operations_are_listed() -> None:
+    # The customer's own operations live under /v1/self and nowhere else.
+    assert SELF_OPS and all(op.path.startswith("/v1/self/") for op in SELF_OPS)
+    assert all(op.scope == SELF for op in SCOPED if op.path.startswith("/v1/self/"))
+
+
+@pytest.mark.parametrize("op", SELF_OPS, ids=_ids(SELF_OPS))
+def test_client_token_on_self_operation_is_403(
     client: TestClient, op: Operation, token_for: Callable[..., dict[str, str]]
 ) -> None:
-    # The control for the two tests above: with every scope the refusal is not about auth.
-    resp = _call(client, op, {**token_for("admin"), **op.purpose()})
+    # Even an admin, holding every staff scope, is not the customer.
+    body = _assert_problem(_call(client, op, token_for("admin")), 403, "insufficient_scope")
+    assert SELF in body["detail"]
+
+
+@pytest.mark.parametrize("op", CLIENT_OPS, ids=_ids(CLIENT_OPS))
+def test_customer_token_on_client_operation_is_401(
+    client: TestClient, op: Operation, customer_token: dict[str, str]
+) -> None:
+    resp = _call(client, op, {**customer_token, **op.purpose()})
+    _assert_problem(resp, 401, "invalid_token")
+
+
+@pytest.mark.parametrize("op", PROTECTED, ids=_ids(PROTECTED))
+def test_admin_token_passes_auth(
+    client: TestClient, op: Operation, caller_for: Callable[[Operation], dict[str, str]]
+) -> None:
+    # The control for the tests above: with every scope the refusal is not about auth.
+    resp = _call(client, op, caller_for(op))
     assert resp.status_code not in (401, 403), resp.text
     assert resp.status_code < 500, resp.text
 
@@ -277,10 +352,10 @@ def test_malformed_body_is_422_and_stores_nothing(
     client: TestClient,
     runtime: Runtime,
     op: Operation,
-    token_for: Callable[..., dict[str, str]],
+    caller_for: Callable[[Operation], dict[str, str]],
 ) -> None:
     assert op.body_example is not None
-    admin = {**token_for("admin"), **op.purpose()}
+    admin = caller_for(op)
     before = _row_counts(runtime)
     for label, kw in _malformed_bodies(op.body_example):
         extra_headers = kw.pop("headers", {})

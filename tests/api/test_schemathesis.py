@@ -51,9 +51,46 @@ CONFIG = schemathesis.Config.from_dict(
                     }
                 },
             },
+            {
+                # Consents name purposes, notice versions and subjects from the policy and the
+                # database (an import row for an unknown customer is rejected): 422 is right.
+                "include-tag": "consents",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 401, 403, 404, 415, 422, 429]
+                    }
+                },
+            },
+            {
+                # The same for the customer's own choices (a purpose or version policy lacks).
+                "include-tag": "self-service",
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["2xx", 401, 403, 422, 429]}
+                },
+            },
+            {
+                # Segment bodies are liberal by schema; what makes a message usable (an id, an
+                # event name, a known type) is Segment's rule, not the schema's: a body with no
+                # usable message is 400. A purpose or a subject comes from policy and data.
+                "include-tag": "tracking",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 400, 401, 403, 404, 409, 422, 429]
+                    }
+                },
+            },
+            {
+                # Segment's HTTP API takes what the SDKs send "verbatim": a field of an unexpected
+                # type is ignored or drops that message only (reported in `dropped`), so a body
+                # that strays from the documented types is rightly answered 200.
+                "include-operation-id-regex": "^segment",
+                "checks": {"negative_data_rejection": {"enabled": False}},
+            },
         ],
     }
 )
+# The consent import takes JSON Lines; its generated bodies are strings, sent as they are.
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 SCHEMA = schemathesis.openapi.from_dict(json.loads(openapi_document()), config=CONFIG)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 _ENTRY_EXAMPLE: dict[str, Any] = {
     "seq": 42,
@@ -65,6 +65,7 @@ class ChainVerification(BaseModel):
                     "first_bad_seq": None,
                     "reason": None,
                     "last_hash": "a71f…",
+                    "checkpoints_checked": 4,
                 }
             ]
         }
@@ -74,3 +75,71 @@ class ChainVerification(BaseModel):
     first_bad_seq: int | None
     reason: str | None
     last_hash: str
+    checkpoints_checked: int = Field(
+        default=0, description="Stored checkpoints whose signature, hash and range were checked."
+    )
+
+
+_CHECKPOINT_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "from_seq": 6001,
+    "seq": 7000,
+    "hash": "a71f…",
+    "range_digest": "4c2e…",
+    "at": "2026-11-25T09:00:00.000000Z",
+    "key_id": "56475aa75463474c",
+    "signature": "9e4d…",
+}
+
+
+class CheckpointRead(BaseModel):
+    """Signed: at `at`, entry `seq` had `hash`, and from_seq..seq hashed to range_digest."""
+
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_CHECKPOINT_EXAMPLE]}
+    )
+    id: int
+    from_seq: int
+    seq: int
+    hash: str
+    range_digest: str
+    at: datetime
+    key_id: str
+    signature: str = Field(description="Ed25519 signature, hex (see cdp.audit.chain).")
+
+
+class CheckpointPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_CHECKPOINT_EXAMPLE], "next_cursor": None}]}
+    )
+    items: list[CheckpointRead]
+    next_cursor: str | None
+
+
+_KEY_EXAMPLE: dict[str, Any] = {
+    "key_id": "56475aa75463474c",
+    "algorithm": "Ed25519",
+    "public_key": "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8",
+    "public_key_pem": "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEAA6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=\n"
+    "-----END PUBLIC KEY-----\n",
+    "created_at": "2026-11-25T08:00:00.000000Z",
+    "current": True,
+}
+
+
+class AuditKeyRead(BaseModel):
+    """A checkpoint signing key; key_id is SHA-256 of the raw public key, first 16 hex digits."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_KEY_EXAMPLE]})
+    key_id: str
+    algorithm: str
+    public_key: str = Field(description="The raw 32-byte Ed25519 public key, hex.")
+    public_key_pem: str
+    created_at: datetime | None = Field(description="First checkpoint signed; null if none yet.")
+    current: bool = Field(description="The key this server signs with now.")
+
+
+class AuditKeyList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_KEY_EXAMPLE]}]})
+    items: list[AuditKeyRead]

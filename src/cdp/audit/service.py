@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
-from cdp.audit.chain import GENESIS_HASH, entry_hash
-from cdp.audit.models import AuditEntry
+from cdp.audit import checkpoints as cps
+from cdp.audit.chain import (
+    CHAIN_FIELDS,
+    EMPTY_RANGE_DIGEST,
+    GENESIS_HASH,
+    canonical_values,
+    entry_hash,
+    format_time,
+)
+from cdp.audit.models import AuditCheckpoint, AuditEntry
 from cdp.db import utcnow
 
 # Any constant works; it only has to be the same for every appender of this database.
 _APPEND_LOCK_KEY = 0x0CD9A0D17
+_ENTRY_TABLE = cast(Table, AuditEntry.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +42,6 @@ def context_of(session: Session) -> RequestContext:
     if not isinstance(ctx, RequestContext):
         raise RuntimeError("session has no RequestContext; open it through cdp.db/app helpers")
     return ctx
-
-
-def _lock_chain(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _APPEND_LOCK_KEY})
-    # SQLite: every transaction starts with BEGIN IMMEDIATE, so writers are already serialised.
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,29 +71,49 @@ def append(
     code: str | None = None,
     detail: dict[str, Any] | None = None,
     organisation: str | None = None,
-) -> AuditEntry:
-    """Write one entry in the caller's transaction; it commits or rolls back with the change."""
+) -> int:
+    """Write one entry in the caller's transaction; it commits or rolls back with the change.
+    Returns the entry's sequence number."""
     event = Event(actor, action, subject, purpose, fields, decision, code, detail, organisation)
     return append_many(session, [event])[0]
 
 
-def append_many(session: Session, events: Sequence[Event]) -> list[AuditEntry]:
-    """Write several entries under one lock (e.g. one per subject of a list read)."""
+def _chain_head(session: Session) -> tuple[int, str]:
+    """Sequence and hash of the last entry, read once per transaction under the append lock.
+
+    The lock is held until the transaction ends, so later appends in the same transaction
+    continue from the cached head instead of reading it again. On PostgreSQL one call,
+    audit_chain_head() (migration 0005), takes the advisory lock and then reads the head in a
+    statement of its own, so it sees every append committed before the lock was granted.
+    SQLite: every transaction starts with BEGIN IMMEDIATE, so writers are already serialised.
+    """
+    transaction = session.get_transaction()
+    cached = session.info.get("audit_head")
+    if cached is not None and cached[0] is transaction:
+        return cached[1], cached[2]
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        last = conn.execute(
+            text("SELECT seq, hash FROM audit_chain_head(:k)"), {"k": _APPEND_LOCK_KEY}
+        ).first()
+    else:
+        last = conn.execute(
+            select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+        ).first()
+    return (last[0], last[1]) if last else (0, GENESIS_HASH)
+
+
+def append_many(session: Session, events: Sequence[Event]) -> list[int]:
+    """Write several entries under one lock (e.g. one per subject of a list read).
+
+    Everything but the sequence number and time is serialised before the lock is taken, so
+    that writers hold it (until they commit) as briefly as possible."""
     if not events:
         return []
     ctx = context_of(session)
-    _lock_chain(session)
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
-    at = utcnow()
-    entries = []
+    rows, tails = [], []
     for event in events:
-        seq += 1
         values: dict[str, Any] = {
-            "seq": seq,
-            "at": at,
             "actor": event.actor,
             "organisation": event.organisation
             if event.organisation is not None
@@ -104,12 +128,21 @@ def append_many(session: Session, events: Sequence[Event]) -> list[AuditEntry]:
             "policy_version": ctx.policy_version,
             "detail": event.detail or {},
         }
-        digest = entry_hash(prev, values)
-        entries.append(AuditEntry(**values, prev_hash=prev, hash=digest))
+        rows.append(values)
+        # canonical() is per field, so the fields after seq and at can be encoded now.
+        tails.append(canonical_values([values[name] for name in CHAIN_FIELDS[2:]]))
+    seq, prev = _chain_head(session)
+    at = utcnow()
+    stamp = format_time(at)
+    for values, tail in zip(rows, tails, strict=True):
+        seq += 1
+        head = canonical_values((seq, stamp))
+        digest = hashlib.sha256(bytes.fromhex(prev) + head + tail).hexdigest()
+        values.update(seq=seq, at=at, prev_hash=prev, hash=digest)
         prev = digest
-    session.add_all(entries)
-    session.flush()
-    return entries
+    session.connection().execute(insert(_ENTRY_TABLE), rows)
+    session.info["audit_head"] = (session.get_transaction(), seq, prev)
+    return [row["seq"] for row in rows]
 
 
 def as_record(entry: AuditEntry) -> dict[str, Any]:
@@ -138,25 +171,75 @@ class ChainReport:
     first_bad_seq: int | None
     reason: str | None
     last_hash: str
+    checkpoints: int = 0
 
 
-def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
-    """Recompute every link of the stored chain; name the first sequence that does not fit."""
-    prev, expected_seq, checked, after = GENESIS_HASH, 1, 0, 0
+def verify_chain(
+    session: Session, *, batch: int = 5000, keys: Mapping[str, bytes] | None = None
+) -> ChainReport:
+    """Recompute every link of the stored chain and check every stored checkpoint against it
+    (signature by a key in `keys` or the key table, hash, range digest); name the first
+    sequence that does not fit."""
+    keys = cps.public_keys(session) if keys is None else keys
+    stored = _checkpoints_in_order(session, batch)
+    pending = next(stored, None)
+    prev, expected_seq, checked, after, covered, digest, good = GENESIS_HASH, 1, 0, 0, 0, None, 0
+
+    def settle(seq: int, last_hash: str) -> ChainReport | None:
+        # Every checkpoint ending at `seq`; the first whose range, signature or hashes differ.
+        nonlocal pending, covered, digest, good
+        while pending is not None and pending.seq <= seq:
+            found = digest.hexdigest() if digest is not None else EMPTY_RANGE_DIGEST
+            problem = (
+                "checkpoint out of order"
+                if pending.seq < seq
+                else cps.problem_with(
+                    pending, covered=covered, last_hash=last_hash, digest=found, keys=keys
+                )
+            )
+            if problem is not None:
+                return ChainReport(checked, pending.seq, problem, prev, good)
+            covered, digest, good, pending = pending.seq, None, good + 1, next(stored, None)
+        return None
+
+    if (report := settle(0, GENESIS_HASH)) is not None:
+        return report
     while True:
         rows: Sequence[AuditEntry] = session.scalars(
             select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)
         ).all()
         if not rows:
-            return ChainReport(checked, None, None, prev)
+            if pending is not None:
+                reason = f"missing entry (checkpoint at {pending.seq})"
+                return ChainReport(checked, expected_seq, reason, prev, good)
+            return ChainReport(checked, None, None, prev, good)
         for row in rows:
             if row.seq != expected_seq:
-                return ChainReport(checked, expected_seq, "missing entry", prev)
+                return ChainReport(checked, expected_seq, "missing entry", prev, good)
             if row.prev_hash != prev:
-                return ChainReport(checked, row.seq, "prev_hash does not match", prev)
+                return ChainReport(checked, row.seq, "prev_hash does not match", prev, good)
             if entry_hash(prev, as_record(row)) != row.hash:
-                return ChainReport(checked, row.seq, "hash does not match content", prev)
+                return ChainReport(checked, row.seq, "hash does not match content", prev, good)
             prev, expected_seq, checked, after = row.hash, expected_seq + 1, checked + 1, row.seq
+            digest = digest or hashlib.sha256()
+            digest.update(bytes.fromhex(row.hash))
+            if (report := settle(row.seq, row.hash)) is not None:
+                return report
+
+
+def _checkpoints_in_order(session: Session, batch: int) -> Iterator[AuditCheckpoint]:
+    after = 0
+    while True:
+        rows = session.scalars(
+            select(AuditCheckpoint)
+            .where(AuditCheckpoint.id > after)
+            .order_by(AuditCheckpoint.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].id
 
 
 def search(

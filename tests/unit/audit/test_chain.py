@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from cdp.api import Runtime
 from cdp.audit import service
@@ -51,10 +52,21 @@ def test_rollback_leaves_no_entry(runtime: Runtime) -> None:
         )
 
 
+def tamper(session: Session, statement: str) -> None:
+    """Run a statement on audit_entry as an attacker holding the owner's rights would: on
+    PostgreSQL, with the append-only trigger disabled for this transaction only."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.execute(text("ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_append_only"))
+    session.execute(text(statement))
+    if postgres:
+        session.execute(text("ALTER TABLE audit_entry ENABLE TRIGGER audit_entry_append_only"))
+
+
 def test_tampering_is_found_at_its_sequence(runtime: Runtime) -> None:
     _append(runtime, 5, "client:a")
     with unit_of_work(runtime.sessions) as session:
-        session.execute(text("UPDATE audit_entry SET actor = 'client:b' WHERE seq = 3"))
+        tamper(session, "UPDATE audit_entry SET actor = 'client:b' WHERE seq = 3")
     with unit_of_work(runtime.sessions) as session:
         report = service.verify_chain(session)
     assert report.first_bad_seq == 3 and report.reason == "hash does not match content"
@@ -63,7 +75,7 @@ def test_tampering_is_found_at_its_sequence(runtime: Runtime) -> None:
 def test_deleted_entry_is_found(runtime: Runtime) -> None:
     _append(runtime, 5, "client:a")
     with unit_of_work(runtime.sessions) as session:
-        session.execute(text("DELETE FROM audit_entry WHERE seq = 2"))
+        tamper(session, "DELETE FROM audit_entry WHERE seq = 2")
     with unit_of_work(runtime.sessions) as session:
         report = service.verify_chain(session)
     assert report.first_bad_seq == 2 and report.reason == "missing entry"
@@ -74,3 +86,39 @@ def test_fields_are_length_prefixed() -> None:
     a = {"seq": 1, "actor": "ab", "action": "c"}
     b = {"seq": 1, "actor": "a", "action": "bc"}
     assert entry_hash(GENESIS_HASH, a) != entry_hash(GENESIS_HASH, b)
+
+
+def test_fast_paths_serialise_as_the_rule_says() -> None:
+    # canonical() takes shortcuts for strings, nulls, integers and lists of field names; each
+    # must give the bytes of the documented rule (json.dumps, sorted keys, compact, no escaping).
+    import json
+    import random
+
+    from cdp.audit.chain import CHAIN_FIELDS, canonical, field_text
+
+    def rule(entry: dict[str, object]) -> bytes:
+        out = b""
+        for name in CHAIN_FIELDS:
+            value = entry.get(name)
+            if isinstance(value, list | dict):
+                text_ = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            else:
+                text_ = field_text(value)
+            out += len(text_.encode()).to_bytes(8, "big") + text_.encode()
+        return out
+
+    pieces = ["a", '"', "\\", "\n", "\x00", "\x7f", "中", "\u2028", " ", "é", "😀", "\x1f"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        words = [
+            "".join(rng.choices(pieces, k=rng.randint(0, 3))) for _ in range(rng.randint(0, 3))
+        ]
+        mixed: list[object] = [*words, rng.choice([1, None, 2.5, True, {"b": [1], "a": "中"}])]
+        entry = {
+            "seq": rng.randint(1, 10**12),
+            "actor": rng.choice([*words, None, ""]),
+            "fields": words if rng.random() < 0.7 else mixed,
+            "detail": rng.choice([{}, {"z": words, "a": {"y": 1.5, "b": None}}]),
+            "code": rng.choice([None, True, 0]),
+        }
+        assert canonical(entry) == rule(entry), entry

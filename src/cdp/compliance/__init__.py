@@ -1,0 +1,1 @@
+"""Reports for the PI protection officer built from policy and records."""
