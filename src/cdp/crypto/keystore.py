@@ -219,7 +219,7 @@ def _insert_ignoring_conflicts(conn: Connection, table: Table, key: str) -> Any:
 
         stmt = lite_insert(table).on_conflict_do_nothing(index_elements=[key])
         return stmt.returning(table.c[key])
-    raise NotImplementedError(f"key store on {conn.dialect.name} is not supported")
+    raise ValueError(f"key store on {conn.dialect.name} is not supported: use SQLite or PostgreSQL")
 
 
 def delete_subject_key(
