@@ -6,8 +6,7 @@
   ≥ 200,000 entries/s);
 - appends by 8 concurrent writer processes on PostgreSQL, one entry per transaction (as a
   request appends) and ten per transaction (a list read), against a plain INSERT of the same
-  rows by the same writers, without chain lock, head read or hash (target ≥ 5,000 entries/s;
-  where the plain INSERT itself stays under it, at least half the plain INSERT rate).
+  rows by the same writers, without chain lock, head read or hash (target ≥ 5,000 entries/s).
 A ratio is ours divided by the baseline.
 """
 
@@ -227,6 +226,4 @@ def test_append_rate_with_8_writers_on_postgresql(pg_url: str, per_round: int) -
         f"\nbench: audit_append_8_writers_{per_round}_per_tx {ours:.0f} entries/s"
         f" ratio={ours / base:.3f} baseline=plain INSERT, same writers and transactions"
     )
-    # The target, or, where this machine's plain INSERT through the same stack cannot reach it
-    # either (few CPUs shared by 8 writers and the server), at least half of that baseline.
-    assert ours >= min(5_000, 0.5 * base), f"{ours:.0f} entries/s (plain INSERT {base:.0f})"
+    assert ours >= 5_000, f"{ours:.0f} entries/s, under 5,000/s (plain INSERT: {base:.0f}/s)"
