@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,22 +65,35 @@ def verify_signature(public_raw: bytes, signature_hex: str, message: bytes) -> b
     return True
 
 
+def _create_dev_key(key_file: Path) -> None:
+    """Writes a new key aside, then links it into place: a process or thread starting at the
+    same moment reads either no file or a whole one, and only the first one's key is kept."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    draft = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    draft.write_bytes(pem)
+    draft.chmod(0o600)
+    try:
+        os.link(draft, key_file)
+    except FileExistsError:
+        return  # another process made it first: use that one
+    finally:
+        draft.unlink()
+    log.warning(
+        "DEVELOPMENT audit signing key created at %s: set CDP_AUDIT_SIGNING_KEY_FILE "
+        "in production and publish its public key to your auditors",
+        key_file.name,
+    )
+
+
 def load_signer(key_file: Path | None, data_dir: Path) -> Signer:
     """The configured key, or a development key created once in data_dir with a loud warning."""
     if key_file is None:
         key_file = data_dir / DEV_KEY_FILE
         if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            pem = Ed25519PrivateKey.generate().private_bytes(
-                Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
-            )
-            key_file.write_bytes(pem)
-            key_file.chmod(0o600)
-            log.warning(
-                "DEVELOPMENT audit signing key created at %s: set CDP_AUDIT_SIGNING_KEY_FILE "
-                "in production and publish its public key to your auditors",
-                key_file.name,
-            )
+            _create_dev_key(key_file)
     try:
         key = load_pem_private_key(key_file.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
