@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +22,7 @@ from cdp.profiles.models import Profile
 SUBJECT_ROLE = "subject"
 SUBJECT_SCOPE = "self"
 
+_Revocable = TypeVar("_Revocable", Client, Source)
 _decoys: dict[int, str] = {}
 
 
@@ -91,17 +92,24 @@ def list_clients(session: Session, *, after: str | None = None, limit: int = 50)
     return list(session.scalars(stmt))
 
 
-def revoke_client(session: Session, *, actor: str, client_id: str) -> Client:
-    client = session.get(Client, client_id)
-    if client is None:
-        raise NotFound("no such client")
-    if client.revoked_at is None:
-        client.revoked_at = utcnow()
+def _revoke(
+    session: Session, model: type[_Revocable], *, actor: str, kind: str, key: str
+) -> _Revocable:
+    """Mark a client or source revoked once, auditing the first revocation only."""
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(f"no such {kind}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
         session.flush()
         audit.service.append(
-            session, actor=actor, action="client.revoke", detail={"client_id": client_id}
+            session, actor=actor, action=f"{kind}.revoke", detail={f"{kind}_id": key}
         )
-    return client
+    return row
+
+
+def revoke_client(session: Session, *, actor: str, client_id: str) -> Client:
+    return _revoke(session, Client, actor=actor, kind="client", key=client_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,16 +273,7 @@ def list_sources(session: Session, *, after: str | None = None, limit: int = 50)
 
 
 def revoke_source(session: Session, *, actor: str, source_id: str) -> Source:
-    source = session.get(Source, source_id)
-    if source is None:
-        raise NotFound("no such source")
-    if source.revoked_at is None:
-        source.revoked_at = utcnow()
-        session.flush()
-        audit.service.append(
-            session, actor=actor, action="source.revoke", detail={"source_id": source_id}
-        )
-    return source
+    return _revoke(session, Source, actor=actor, kind="source", key=source_id)
 
 
 def source_for_write_key(session: Session, write_key: str) -> Source | None:
