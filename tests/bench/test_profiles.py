@@ -123,7 +123,7 @@ def _service_create(rt: Runtime, crypto: Any = None) -> tuple[float, list[str]]:
             for i in range(first, first + BATCH):
                 view = service.create(
                     session,
-                    crypto=rt.crypto,
+                    crypto=crypto,
                     policy=rt.policy,
                     principal=APP,
                     purpose=PURPOSE,
@@ -142,7 +142,7 @@ def _service_read(rt: Runtime, ids: list[str], crypto: Any = None) -> float:
             for subject in ids[first : first + BATCH]:
                 service.read(
                     session,
-                    crypto=rt.crypto,
+                    crypto=crypto,
                     policy=rt.policy,
                     principal=APP,
                     purpose=PURPOSE,
@@ -151,59 +151,113 @@ def _service_read(rt: Runtime, ids: list[str], crypto: Any = None) -> float:
     return time.perf_counter() - started
 
 
-def _plain_sql(rt: Runtime) -> tuple[float, float]:
-    """The same rows, plaintext, into shadow tables of the same shape; then read back by id."""
+def _plain_sql(rt: Runtime, *, batched: bool = False) -> tuple[float, float]:
+    """The same rows, plaintext, into shadow tables of the same shape; then read back by id.
+
+    batched: one executemany per table per transaction and one IN query per table per
+    transaction, the plain-SQL counterpart of the service's batch paths."""
+    suffix = "_b" if batched else ""
+    profile_t, identity_t = f"plain_profile{suffix}", f"plain_identity{suffix}"
     with rt.engine.begin() as conn:
         conn.execute(
             text(
-                "CREATE TABLE plain_profile (id VARCHAR(36) PRIMARY KEY, "
+                f"CREATE TABLE {profile_t} (id VARCHAR(36) PRIMARY KEY, "
                 "created_at VARCHAR(40), updated_at VARCHAR(40), plain TEXT, sealed TEXT)"
             )
         )
         conn.execute(
             text(
-                "CREATE TABLE plain_identity (id INTEGER PRIMARY KEY, subject_id "
+                f"CREATE TABLE {identity_t} (id INTEGER PRIMARY KEY, subject_id "
                 "VARCHAR(36), kind VARCHAR(40), value VARCHAR(320), created_at VARCHAR(40), "
                 "UNIQUE (kind, value))"
             )
         )
-        conn.execute(text("CREATE INDEX ix_plain_identity_subject ON plain_identity (subject_id)"))
+        conn.execute(text(f"CREATE INDEX ix_{identity_t}_subject ON {identity_t} (subject_id)"))
     ids = [str(uuid.uuid4()) for _ in range(N)]
     now = "2026-11-25T00:00:00+00:00"
+    insert_profile = text(f"INSERT INTO {profile_t} VALUES (:id, :c, :u, :p, :s)")
+    insert_identity = text(f"INSERT INTO {identity_t} VALUES (:n, :s, :k, :v, :c)")
     started = time.perf_counter()
     n_identity = 0
     for first in range(0, N, BATCH):
+        profiles, identities = [], []
+        for i in range(first, first + BATCH):
+            v = _values(i)
+            profiles.append(
+                {
+                    "id": ids[i],
+                    "c": now,
+                    "u": now,
+                    "p": json.dumps({"city": v["city"]}),
+                    "s": json.dumps({"name": v["name"]}),
+                }
+            )
+            for kind in ("external_id", "email", "phone"):
+                n_identity += 1
+                identities.append({"n": n_identity, "s": ids[i], "k": kind, "v": v[kind], "c": now})
         with rt.engine.begin() as conn:
-            for i in range(first, first + BATCH):
-                v = _values(i)
-                conn.execute(
-                    text("INSERT INTO plain_profile VALUES (:id, :c, :u, :p, :s)"),
-                    {
-                        "id": ids[i],
-                        "c": now,
-                        "u": now,
-                        "p": json.dumps({"city": v["city"]}),
-                        "s": json.dumps({"name": v["name"]}),
-                    },
-                )
-                for kind in ("external_id", "email", "phone"):
-                    n_identity += 1
-                    conn.execute(
-                        text("INSERT INTO plain_identity VALUES (:n, :s, :k, :v, :c)"),
-                        {"n": n_identity, "s": ids[i], "k": kind, "v": v[kind], "c": now},
-                    )
+            if batched:
+                conn.execute(insert_profile, profiles)
+                conn.execute(insert_identity, identities)
+                continue
+            for row in profiles:
+                conn.execute(insert_profile, row)
+            for row in identities:
+                conn.execute(insert_identity, row)
     write = time.perf_counter() - started
     started = time.perf_counter()
     for first in range(0, N, BATCH):
+        chunk = ids[first : first + BATCH]
         with rt.engine.begin() as conn:
-            for subject in ids[first : first + BATCH]:
+            if batched:
+                marks = ", ".join(f":i{n}" for n in range(len(chunk)))
+                params = {f"i{n}": subject for n, subject in enumerate(chunk)}
+                conn.execute(text(f"SELECT * FROM {profile_t} WHERE id IN ({marks})"), params).all()
                 conn.execute(
-                    text("SELECT * FROM plain_profile WHERE id = :id"), {"id": subject}
+                    text(f"SELECT * FROM {identity_t} WHERE subject_id IN ({marks})"), params
+                ).all()
+                continue
+            for subject in chunk:
+                conn.execute(
+                    text(f"SELECT * FROM {profile_t} WHERE id = :id"), {"id": subject}
                 ).one()
                 conn.execute(
-                    text("SELECT * FROM plain_identity WHERE subject_id = :id"), {"id": subject}
+                    text(f"SELECT * FROM {identity_t} WHERE subject_id = :id"), {"id": subject}
                 ).all()
     return write, time.perf_counter() - started
+
+
+def _service_batches(rt: Runtime) -> tuple[float, float]:
+    """The service's batch paths (POST /v1/profiles/batch, /batch-get) in transactions of 100."""
+    ids: list[str] = []
+    started = time.perf_counter()
+    for first in range(0, N, BATCH):
+        with unit_of_work(rt.sessions) as session:
+            _ctx(session, rt)
+            views = service.create_many(
+                session,
+                crypto=rt.crypto,
+                policy=rt.policy,
+                principal=APP,
+                purpose=PURPOSE,
+                items=[_values(N + i) for i in range(first, first + BATCH)],
+            )
+            ids += [v.id for v in views]
+    create = time.perf_counter() - started
+    started = time.perf_counter()
+    for first in range(0, N, BATCH):
+        with unit_of_work(rt.sessions) as session:
+            _ctx(session, rt)
+            read, withheld = service.read_many(
+                session,
+                crypto=rt.crypto,
+                policy=rt.policy,
+                principal=APP,
+                purpose=PURPOSE,
+                subject_ids=ids[first : first + BATCH],
+            )
+            assert len(read) == BATCH and not withheld
+    return create, time.perf_counter() - started
 
 
 def test_create_and_read_10k_profiles_sqlite(sqlite_rt: Runtime, tmp_path: Path) -> None:
@@ -216,6 +270,8 @@ def test_create_and_read_10k_profiles_sqlite(sqlite_rt: Runtime, tmp_path: Path)
     plain_create_s, plain_ids = _service_create(plain_rt, plain)
     plain_read_s = _service_read(plain_rt, plain_ids, plain)
     plain_rt.engine.dispose()
+    batch_create_s, batch_read_s = _service_batches(sqlite_rt)
+    batch_write, batch_select = _plain_sql(sqlite_rt, batched=True)
     print(
         f"\nservice create {N / create_s:.0f}/s (without encryption {N / plain_create_s:.0f}/s), "
         f"plain SQL insert {N / base_write:.0f}/s"
@@ -240,6 +296,16 @@ def test_create_and_read_10k_profiles_sqlite(sqlite_rt: Runtime, tmp_path: Path)
     print(
         f"bench: profile_read_10k {N / read_s:.0f} profiles/s ratio={read_s / base_read:.2f} "
         f"baseline=plain SQL select of the same rows ({N / base_read:.0f}/s)"
+    )
+    print(
+        f"bench: profile_create_batch_10k {N / batch_create_s:.0f} profiles/s "
+        f"ratio={batch_create_s / batch_write:.2f} "
+        f"baseline=plain SQL executemany of the same rows ({N / batch_write:.0f}/s)"
+    )
+    print(
+        f"bench: profile_read_batch_10k {N / batch_read_s:.0f} profiles/s "
+        f"ratio={batch_read_s / batch_select:.2f} "
+        f"baseline=plain SQL IN-list select of the same rows ({N / batch_select:.0f}/s)"
     )
 
 

@@ -16,7 +16,11 @@ from cdp.errors import problem_responses
 from cdp.profiles import service
 from cdp.profiles.schemas import (
     IDENTIFIERS,
+    ProfileBatchCreate,
+    ProfileBatchGet,
+    ProfileBatchRead,
     ProfileCreate,
+    ProfileIds,
     ProfileLookup,
     ProfileMerge,
     ProfilePage,
@@ -66,6 +70,69 @@ def create_profile(
         values=body.values(),
     )
     return _read(view)
+
+
+@router.post(
+    "/batch",
+    operation_id="createProfiles",
+    summary="Create up to 500 profiles at once, all or none (an import)",
+    description=(
+        "The same rules as `POST /v1/profiles` for each item, in one transaction: when any"
+        " item is invalid or one of its identifiers already belongs to a profile (or to an"
+        " earlier item), nothing is stored and the error names the item's index."
+    ),
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 429),
+    response_model=ProfileBatchRead,
+    response_model_exclude_none=True,
+)
+def create_profiles(
+    body: ProfileBatchCreate,
+    session: SessionDep,
+    rt: RuntimeDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:write")],
+) -> ProfileBatchRead:
+    views = service.create_many(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        items=[item.values() for item in body.profiles],
+    )
+    return ProfileBatchRead(items=[_read(v) for v in views])
+
+
+@router.post(
+    "/batch-get",
+    operation_id="getProfiles",
+    summary="Read up to 500 profiles by id with the fields the purpose allows",
+    description=(
+        "Each profile is decided on its own, as `GET /v1/profiles/{id}` would: one without a"
+        " basis for the purpose is listed in `withheld` instead of failing the whole call."
+        " Every profile returned is an audited read."
+    ),
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
+    response_model=ProfileBatchGet,
+)
+def get_profiles(
+    body: ProfileIds,
+    session: SessionDep,
+    rt: RuntimeDep,
+    purpose: PurposeDep,
+    principal: Annotated[Principal, require("profiles:read")],
+) -> JSONResponse:
+    views, withheld = service.read_many(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        principal=principal,
+        purpose=purpose,
+        subject_ids=[str(i) for i in body.ids],
+    )
+    items = [_read(v).model_dump(mode="json", exclude_none=True) for v in views]
+    return JSONResponse({"items": items, "withheld": withheld})
 
 
 @router.get(

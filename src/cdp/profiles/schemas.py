@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -75,6 +76,18 @@ class ProfileCreate(ProfileWrite):
         return self
 
 
+MAX_BATCH = 500
+
+
+class ProfileBatchCreate(BaseModel):
+    """Up to 500 new profiles created together, all or none (a CRM import)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"profiles": [_EXAMPLE_IN]}]}
+    )
+    profiles: list[ProfileCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class ProfileRead(BaseModel):
     """Only the fields the purpose allows, and only those that have a value."""
 
@@ -96,6 +109,34 @@ class ProfilePage(BaseModel):
     )
     items: list[ProfileRead]
     next_cursor: str | None
+
+
+class ProfileBatchRead(BaseModel):
+    """The profiles created, in the order given."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_EXAMPLE_OUT]}]})
+    items: list[ProfileRead]
+
+
+class ProfileIds(BaseModel):
+    """Up to 500 profile ids to read at once."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"ids": ["0b7e1f0c-6a4e-4c9a-9d55-2f0d6f8a1b2c"]}]},
+    )
+    ids: list[UUID] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ProfileBatchGet(BaseModel):
+    """The profiles found, in the order asked, and the ids withheld: unknown, or without a
+    basis for the purpose (no consent, restricted, opted out); the two are not told apart."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_EXAMPLE_OUT], "withheld": []}]}
+    )
+    items: list[ProfileRead]
+    withheld: list[str]
 
 
 class ProfileLookup(BaseModel):

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,9 @@ PROFILE = "profile"
 IDENTITY = "identity"
 # The fields that tell whether a subject is a minor (PIPL art. 28, 31), when policy has them.
 MINOR_FLAG = "is_minor"
+# Core tables for the bulk paths: an ORM flush per row costs more than the row's encryption.
+PROFILE_TABLE = cast(Table, Profile.__table__)
+IDENTITY_TABLE = cast(Table, Identity.__table__)
 BIRTH_DATE = "birth_date"
 
 
@@ -80,14 +83,12 @@ def _write(
     policy: Policy,
     profile: Profile,
     values: dict[str, Any],
-    *,
-    new: bool = False,
 ) -> None:
     """Store values: identifiers as blind index + ciphertext rows, the rest in the profile."""
     keys = crypto.keys_for([profile.id])
     identities = {k: v for k, v in values.items() if _is_identity(policy.fields[k])}
     if identities:
-        _write_identities(session, crypto, keys, profile.id, identities, new=new)
+        _write_identities(session, crypto, keys, profile.id, identities)
     plain, sealed = dict(profile.plain or {}), dict(profile.sealed or {})
     for name, value in values.items():
         spec = policy.fields[name]
@@ -150,8 +151,6 @@ def _write_identities(
     keys: SubjectKeys,
     subject_id: str,
     values: dict[str, Any],
-    *,
-    new: bool,
 ) -> None:
     """One query checks every identifier for another owner; one statement inserts them."""
     wanted = {k: v for k, v in values.items() if v is not None}
@@ -171,10 +170,9 @@ def _write_identities(
         ).scalars()
         for kind in sorted(set(taken)):
             raise Conflict(f"{kind} already belongs to another profile")
-    if not new:
-        session.execute(
-            delete(Identity).where(Identity.subject_id == subject_id, Identity.kind.in_(values))
-        )
+    session.execute(
+        delete(Identity).where(Identity.subject_id == subject_id, Identity.kind.in_(values))
+    )
     if wanted:
         now = utcnow()
         session.execute(
@@ -265,23 +263,162 @@ def create(
 ) -> ProfileView:
     """A new profile; the fields written must be ones the purpose may collect."""
     checked = {k: v for k, v in _checked(policy, values).items() if v is not None}
+    try:
+        return _create(session, crypto, policy, principal, purpose, [checked])[0]
+    except BatchItemConflict as exc:
+        raise Conflict(f"{exc.kind} already belongs to another profile") from exc
+
+
+class BatchItemConflict(Conflict):
+    """An identifier of one batch item is taken (by another profile or an earlier item)."""
+
+    def __init__(self, index: int, kind: str, *, earlier: int | None = None) -> None:
+        owner = "another profile" if earlier is None else f"item {earlier} of the batch"
+        super().__init__(
+            f"{kind} of item {index} already belongs to {owner}",
+            errors=[{"loc": ["body", "profiles", index, kind], "msg": "taken", "type": "conflict"}],
+        )
+        self.index, self.kind = index, kind
+
+
+def create_many(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    items: list[Mapping[str, Any]],
+) -> list[ProfileView]:
+    """New profiles, all or none, in a few statements whatever their number (an import from a
+    CRM). Errors name the item: identifiers are checked against each other and stored ones."""
+    checked: list[dict[str, Any]] = []
+    for index, values in enumerate(items):
+        try:
+            checked.append({k: v for k, v in _checked(policy, values).items() if v is not None})
+        except ValidationFailed as exc:
+            raise ValidationFailed(
+                f"item {index}: {exc.detail}",
+                errors=[
+                    {**e, "loc": ["body", "profiles", index, *e.get("loc", ["body"])[1:]]}
+                    for e in exc.errors or []
+                ],
+            ) from exc
+    return _create(session, crypto, policy, principal, purpose, checked)
+
+
+def _create(
+    session: Session,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    checked: list[dict[str, Any]],
+) -> list[ProfileView]:
     # Nothing is on record for a new subject: only a non-consent basis can create a profile.
     decision = consent.decide_collection(
-        policy=policy, principal=principal, purpose=purpose, fields=checked.keys()
+        policy=policy,
+        principal=principal,
+        purpose=purpose,
+        fields=sorted({name for values in checked for name in values}),
     )
-    # The subject's data key exists before any of its values is sealed.
-    profile = Profile(id=crypto.new_subject_id(), plain={}, sealed={}, created_at=utcnow())
-    session.add(profile)
-    _write(session, crypto, policy, profile, checked, new=True)
-    audit.append(
+    ids = [crypto.new_subject_id() for _ in checked]
+    keys = crypto.keys_for(ids)
+    now = utcnow()
+    identities = _new_identities(session, crypto, policy, keys, ids, checked)
+    profiles: list[dict[str, Any]] = []
+    for subject_id, values in zip(ids, checked, strict=True):
+        plain: dict[str, Any] = {}
+        sealed: dict[str, str] = {}
+        for name, value in values.items():
+            spec = policy.fields[name]
+            if _is_identity(spec):
+                continue
+            if spec.storage == "encrypted":
+                sealed[name] = keys.seal(subject_id, PROFILE, name, traits.encode(value))
+            else:
+                plain[name] = value
+        profiles.append(
+            {
+                "id": subject_id,
+                "plain": plain,
+                "sealed": sealed,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    session.execute(insert(PROFILE_TABLE), profiles)
+    if identities:
+        try:
+            session.execute(insert(IDENTITY_TABLE), identities)
+        except IntegrityError as exc:
+            # Another writer took an identifier since the check; the unique constraint decided.
+            raise Conflict("an identifier already belongs to another profile") from exc
+    for subject_id, values in zip(ids, checked, strict=True):
+        if MINOR_FLAG in values or BIRTH_DATE in values:
+            minor = _is_minor(policy, keys, subject_id, values, {}, {})
+            subject_status.set_minor(session, subject_id=subject_id, minor=minor)
+    audit.append_many(
         session,
-        actor=principal.actor,
-        action="profile.create",
-        subject=profile.id,
-        purpose=decision.purpose,
-        fields=checked.keys(),
+        [
+            audit.Event(
+                actor=principal.actor,
+                action="profile.create",
+                subject=subject_id,
+                purpose=decision.purpose,
+                fields=values.keys(),
+            )
+            for subject_id, values in zip(ids, checked, strict=True)
+        ],
     )
-    return ProfileView(profile.id, profile.created_at, profile.updated_at, dict(checked))
+    return [
+        ProfileView(subject_id, now, now, dict(values))
+        for subject_id, values in zip(ids, checked, strict=True)
+    ]
+
+
+def _new_identities(
+    session: Session,
+    crypto: Crypto,
+    policy: Policy,
+    keys: SubjectKeys,
+    ids: list[str],
+    checked: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Identity rows for new profiles; BatchItemConflict names the first taken identifier."""
+    wanted: list[tuple[int, str, str, str]] = []  # (item, kind, blind index, normalised)
+    seen: dict[tuple[str, str], int] = {}
+    for index, values in enumerate(checked):
+        for kind, value in values.items():
+            if not _is_identity(policy.fields[kind]):
+                continue
+            blind = crypto.blind_index(kind, value)
+            if (kind, blind) in seen:
+                raise BatchItemConflict(index, kind, earlier=seen[(kind, blind)])
+            seen[(kind, blind)] = index
+            wanted.append((index, kind, blind, crypto.normalise(kind, value)))
+    if not wanted:
+        return []
+    taken = session.execute(
+        select(Identity.kind, Identity.blind_index).where(
+            Identity.kind.in_({kind for _, kind, _, _ in wanted}),
+            Identity.blind_index.in_([blind for _, _, blind, _ in wanted]),
+        )
+    ).all()
+    clashes = sorted((seen[(kind, blind)], kind) for kind, blind in taken if (kind, blind) in seen)
+    if clashes:
+        raise BatchItemConflict(*clashes[0])
+    now = utcnow()
+    return [
+        {
+            "subject_id": ids[index],
+            "kind": kind,
+            "blind_index": blind,
+            "sealed_value": keys.seal(ids[index], IDENTITY, kind, normalised),
+            "created_at": now,
+        }
+        for index, kind, blind, normalised in wanted
+    ]
 
 
 def read(
@@ -401,6 +538,33 @@ def update(
         _identities(session, [profile.id])[profile.id],
         full.allowed_fields,
     )
+
+
+def read_many(
+    session: Session,
+    *,
+    crypto: Crypto,
+    policy: Policy,
+    principal: Principal,
+    purpose: str | None,
+    subject_ids: list[str],
+) -> tuple[list[ProfileView], list[str]]:
+    """Many profiles by id, in the order asked, with the fields the purpose allows each; and
+    the ids withheld (no such profile, or no basis for the purpose), in the same order."""
+    decision = decide(policy, principal, purpose)
+    wanted = [s for s in dict.fromkeys(subject_ids) if len(s) <= 36]
+    found = {p.id: p for p in session.scalars(select(Profile).where(Profile.id.in_(wanted)))}
+    allowed = consent.allowed_subjects(
+        session, policy=policy, decision=decision, subject_ids=list(found)
+    )
+    ids = [s for s in wanted if s in allowed]
+    identities = _identities(session, ids)
+    keys = crypto.keys_for(ids)
+    views = [
+        _view(crypto, policy, found[s], identities[s], allowed[s].allowed_fields, keys) for s in ids
+    ]
+    _audit_read(session, principal, decision, views, "profile.read")
+    return views, [s for s in dict.fromkeys(subject_ids) if s not in allowed]
 
 
 def list_profiles(
