@@ -25,6 +25,7 @@ from cdp.auth import service as auth
 from cdp.auth.principal import Principal
 from cdp.auth.ratelimit import RateLimiter
 from cdp.auth.tokens import TokenService
+from cdp.auth.writekeys import WriteKeys
 from cdp.config import Settings
 from cdp.crypto import Crypto
 from cdp.db import unit_of_work
@@ -47,6 +48,7 @@ class Runtime:
     limiter: RateLimiter
     cursor_key: bytes
     crypto: Crypto
+    write_keys: WriteKeys = field(default_factory=WriteKeys)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

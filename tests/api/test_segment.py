@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,10 @@ from tests.api.tracking import (
 )
 
 from cdp.api import Runtime
+from cdp.audit.service import RequestContext
+from cdp.auth import service as auth_service
+from cdp.auth.writekeys import WriteKeys
+from cdp.db import unit_of_work
 
 
 @pytest.fixture
@@ -94,9 +99,27 @@ def test_bad_missing_or_revoked_write_key_is_401_with_code_and_message(
     segment_error(client.post("/v1/track", json=track()), 401, "unauthorized")
     resp = client.post("/v1/track", json=track(), headers={"Authorization": "Basic %%%"})
     segment_error(resp, 401, "invalid_write_key")
+    ok(post(client, "/v1/track", track(messageId="before"), key), 1)  # the worker knows the key
     assert client.delete(f"/v1/sources/{source_id}", headers=admin).status_code == 200
+    # Revoked here, so refused at once (other workers let go within writekeys.TTL_SECONDS).
     segment_error(post(client, "/v1/track", track(), key), 401, "invalid_write_key")
-    assert count(runtime, "event") == 0
+    assert count(runtime, "event") == 1
+
+
+def test_another_worker_lets_go_of_a_revoked_key_within_the_ttl(
+    runtime: Runtime, source: tuple[str, str]
+) -> None:
+    source_id, key = source
+    other_worker = WriteKeys(ttl=0.2)
+    with unit_of_work(runtime.sessions) as session:
+        assert other_worker.source_id(session, key) == source_id
+        session.info["ctx"] = RequestContext(runtime.policy.version)
+        auth_service.revoke_source(session, actor="client:admin", source_id=source_id)
+    with unit_of_work(runtime.sessions) as session:
+        assert other_worker.source_id(session, key) == source_id  # remembered, for now
+        time.sleep(0.25)
+        assert other_worker.source_id(session, key) is None
+        assert other_worker.source_id(session, "wk_" + "x" * 300) is None
 
 
 def test_bearer_token_with_events_write_is_accepted(

@@ -209,8 +209,10 @@ def list_sources(
 def revoke_source(
     source_id: str,
     session: SessionDep,
+    rt: RuntimeDep,
     principal: Annotated[Principal, require("sources:admin")],
 ) -> SourceRead:
-    return SourceRead.model_validate(
-        service.revoke_source(session, actor=principal.actor, source_id=source_id)
-    )
+    source = service.revoke_source(session, actor=principal.actor, source_id=source_id)
+    # Other workers let go of the key within cdp.auth.writekeys.TTL_SECONDS.
+    rt.write_keys.forget(source_id)
+    return SourceRead.model_validate(source)

@@ -276,8 +276,11 @@ def revoke_source(session: Session, *, actor: str, source_id: str) -> Source:
     return _revoke(session, Source, actor=actor, kind="source", key=source_id)
 
 
+MAX_WRITE_KEY = 200
+
+
 def source_for_write_key(session: Session, write_key: str) -> Source | None:
-    if not write_key or len(write_key) > 200:
+    if not write_key or len(write_key) > MAX_WRITE_KEY:
         return None
     source = session.scalar(select(Source).where(Source.write_key_hash == fingerprint(write_key)))
     return source if source is not None and source.revoked_at is None else None

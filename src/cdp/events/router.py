@@ -217,11 +217,11 @@ async def segment_body(request: Request) -> bytes:
 
 
 def _by_write_key(request: Request, session: Any, rt: Runtime, key: str) -> str:
-    source = auth.source_for_write_key(session, key)
-    if source is None:
+    source_id = rt.write_keys.source_id(session, key)
+    if source_id is None:
         raise InvalidWriteKey("the write key names no active source")
-    _admit(request, rt, Principal(kind="source", id=source.id, role="source"))
-    return source.id
+    _admit(request, rt, Principal(kind="source", id=source_id, role="source"))
+    return source_id
 
 
 def _admit(request: Request, rt: Runtime, principal: Principal) -> None:
