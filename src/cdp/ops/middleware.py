@@ -108,6 +108,8 @@ class EdgeMiddleware:
         self, send: Send, rid: str, status: int, code: str, title: str, detail: str
     ) -> None:
         body = problem_body(status=status, code=code, title=title, detail=detail, request_id=rid)
+        # Answered before any route ran, so the Segment SDKs' `message` is always there too.
+        body["message"] = detail
         data = json.dumps(body).encode()
         await send(
             {
