@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BeforeValidator
+from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -281,3 +281,25 @@ def next_cursor(rt: Runtime, items: list[Any], page: Page, key: str = "id") -> s
     if len(items) < page.limit:
         return None
     return encode_cursor(rt, str(getattr(items[-1], key)))
+
+
+def known_query_only(*names: str) -> Any:
+    """Refuses query parameters the operation does not take (422): a misspelt filter
+    (`ownr=`) must not silently widen a list or a report to everything."""
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(names))
+        if unknown:
+            raise ValidationFailed(
+                "unknown query parameter",
+                errors=[
+                    {"loc": ["query", name[:64]], "msg": "not a parameter", "type": "extra"}
+                    for name in unknown[:10]
+                ],
+            )
+
+    return Depends(check)
+
+
+# An RFC 3339 time with its offset: a naive time cannot be placed on the UTC axis (422).
+Rfc3339Aware = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from cdp import __version__
+from cdp.alerts.router import router as alerts_router
 from cdp.api import Runtime, request_id
 from cdp.audit import service as audit
 from cdp.audit.router import router as audit_router
@@ -47,6 +48,11 @@ from cdp.errors import (
 from cdp.events import partitions as event_partitions
 from cdp.events.router import router as events_router
 from cdp.events.router import segment_router
+from cdp.feedback.router import metrics_router as feedback_metrics_router
+from cdp.feedback.router import router as feedback_router
+from cdp.followups.router import metrics_router as followups_metrics_router
+from cdp.followups.router import router as followups_router
+from cdp.metrics.router import router as metrics_router
 from cdp.ops import logs
 from cdp.ops.metrics import Metrics
 from cdp.ops.middleware import EdgeMiddleware
@@ -55,6 +61,12 @@ from cdp.policy import load_policy
 from cdp.policy.router import notices_router
 from cdp.policy.router import router as policy_router
 from cdp.profiles.router import router as profiles_router
+from cdp.retention.router import router as retention_router
+from cdp.rights.router import downloads_router as rights_downloads_router
+from cdp.rights.router import router as rights_router
+from cdp.rights.router import self_router as rights_self_router
+from cdp.segments.router import router as segments_router
+from cdp.segments.router import self_router as segments_self_router
 
 log = logging.getLogger("cdp.app")
 
@@ -71,6 +83,18 @@ ROUTERS = (
     audit_router,
     events_router,
     segment_router,
+    retention_router,
+    feedback_router,
+    followups_router,
+    alerts_router,
+    feedback_metrics_router,
+    followups_metrics_router,
+    rights_router,
+    rights_self_router,
+    segments_router,
+    segments_self_router,
+    metrics_router,
+    rights_downloads_router,
 )
 
 
@@ -337,9 +361,14 @@ TAGS = [
     },
     {
         "name": "self-service",
-        "description": "The customer's own consents, with a customer token (scope self).",
+        "description": "The customer's own consents, rights requests and data, with a customer"
+        " token (scope self); verification by a one-time code issues that token.",
     },
     {"name": "compliance", "description": "Numbers for the PI protection officer."},
+    {
+        "name": "retention",
+        "description": "Retention runs: delete or anonymise what has outlived its purpose.",
+    },
     {
         "name": "audit",
         "description": "The hash-chained audit log: search, signed checkpoints, export with a "
@@ -349,6 +378,37 @@ TAGS = [
         "name": "tracking",
         "description": "Events: the native batch and the Segment-compatible HTTP API (write"
         " keys), planned, de-duplicated and consent-gated; a subject's events; violations.",
+    },
+    {
+        "name": "feedback",
+        "description": "Surveys (CSAT, NPS, custom questions), complaints with a lifecycle and"
+        " suggestions; free text encrypted, read only under a purpose covering feedback.",
+    },
+    {
+        "name": "rights",
+        "description": "Data-subject rights requests (PIPL arts. 44-50): submit for a customer"
+        " or a deceased customer's relative, the compliance queue with due dates, completion"
+        " (access bundle, correction, restriction, withdrawal, explanation, erasure), downloads.",
+    },
+    {
+        "name": "followups",
+        "description": "Follow-up plans (segment, list or segment trigger), the task queue they"
+        " generate for consenting subjects outside quiet hours, and recorded interactions.",
+    },
+    {
+        "name": "segments",
+        "description": "Customer segments: JSON conditions over profiles and rollups, built-ins"
+        " from policy, purpose-filtered members, explanations, snapshots with enter/leave history.",
+    },
+    {
+        "name": "metrics",
+        "description": "Customer metrics (CLV, churn, repeat visits, active/silent/new) by"
+        " period and segment; cells over fewer than k subjects are suppressed.",
+    },
+    {
+        "name": "alerts",
+        "description": "Activity drops, complaint spikes, rights requests near their due date,"
+        " the cross-border threshold; de-duplicated alerts and signed webhook delivery.",
     },
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

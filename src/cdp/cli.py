@@ -425,6 +425,41 @@ def rights_replay_erasures(
         typer.echo("warning: cdp.rights.service.replay_erasure is missing", err=True)
 
 
+# --- notifier: the development outbox (notifier/) --------------------------------------------
+
+notifier_app = typer.Typer(help="Messages to customers (one-time codes).", no_args_is_help=True)
+app.add_typer(notifier_app, name="notifier")
+
+
+@notifier_app.command("outbox")
+def notifier_outbox(
+    to: Annotated[str | None, typer.Option(help="Only messages to this address.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Messages the development notifier (CDP_NOTIFIER=outbox) kept, oldest first."""
+    from cdp.crypto.blind_index import normalise
+    from cdp.errors import InvalidIdentifier
+    from cdp.notifier.outbox import Outbox
+
+    settings = Settings()
+    if settings.notifier != "outbox":
+        _fail(f"CDP_NOTIFIER is {settings.notifier}: only the outbox notifier keeps messages")
+    wanted = to
+    if to is not None:
+        kind = "email" if "@" in to else "phone"
+        try:
+            wanted = normalise(kind, to)
+        except InvalidIdentifier:
+            _fail(f"--to is not a valid {kind}")
+    messages = Outbox(settings.data_dir / "outbox.jsonl").messages(wanted)
+    if as_json:
+        typer.echo(json.dumps(messages, ensure_ascii=False))
+        return
+    for m in messages:
+        typer.echo(f"{m['at']}  {m['channel']}  {m['to']}  {m['subject']}\n{m['body']}\n")
+    typer.echo(f"{len(messages)} message(s)")
+
+
 # --- events: monthly partitions (events/) ---------------------------------------------------
 
 events_app = typer.Typer(help="Tracked events.", no_args_is_help=True)
@@ -647,9 +682,193 @@ def db_grant(
     typer.echo(f"granted: {role} may only INSERT and SELECT the audit tables")
 
 
+# --- retention: runs (retention/) -------------------------------------------------------------
+
+retention_app = typer.Typer(help="Retention (PIPL art. 19).", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Delete or anonymise what has outlived its purpose (retention.yaml, tracking plan)."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.db import unit_of_work
+    from cdp.retention import service as retention
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        record = retention.run(
+            session, crypto=rt.crypto, policy=rt.policy, actor=CLI_ACTOR, dry_run=dry_run
+        )
+        report = retention.as_read(record)
+    if as_json:
+        typer.echo(json.dumps(report, default=str, ensure_ascii=False, indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"retention run {report['id']}{' (dry run)' if dry_run else ''}")
+    for item in report["items"]:
+        if item["count"] or item["held"]:
+            what = item["table"] + (f" {item['name']}" if item["name"] else "")
+            what += f" [{item['data_class']}]"
+            held = f", {item['held']} held" if item["held"] else ""
+            action = "anonymise" if item["action"] == "anonymise" else verb
+            typer.echo(f"  {what}: {action} {item['count']} before {item['cutoff']}{held}")
+    totals = ", ".join(f"{k}={v}" for k, v in sorted(report["totals"].items())) or "nothing"
+    audit_part = report["audit"]
+    typer.echo(
+        f"totals: {totals}\naudit: {audit_part['eligible']} entries older than"
+        f" {audit_part['keep_days']} days (kept: append-only, reported only)"
+    )
+
+
+segments_app = typer.Typer(help="Customer segments.", no_args_is_help=True)
+demo_app = typer.Typer(help="Synthetic demo data (no real PI).", no_args_is_help=True)
+app.add_typer(segments_app, name="segments")
+app.add_typer(demo_app, name="demo")
+
+
+@segments_app.command("refresh")
+def segments_refresh(
+    segment: Annotated[
+        str | None, typer.Option("--segment", help="Only this segment (default: every one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Refresh membership snapshots, recording who entered and who left (run it on a schedule)."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.db import unit_of_work
+    from cdp.errors import CdpError
+    from cdp.segments import service
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    try:
+        with unit_of_work(rt.sessions) as session:
+            session.info["ctx"] = RequestContext(rt.policy.version)
+            results = service.refresh(session, policy=rt.policy, actor=CLI_ACTOR, key=segment)
+    except CdpError as exc:
+        _fail(exc.detail)
+    for r in results:
+        row = {
+            "segment": r.segment,
+            "members": r.members,
+            "entered": r.entered,
+            "left": r.left,
+            "refreshed_at": r.refreshed_at.isoformat(),
+        }
+        typer.echo(
+            json.dumps(row)
+            if as_json
+            else f"{r.segment:<16} members={r.members} entered={r.entered} left={r.left}"
+        )
+
+
+@demo_app.command("seed")
+def demo_seed(
+    profiles: Annotated[int, typer.Option("--profiles", min=1, help="Customers to add.")] = 1000,
+    events_per_profile: Annotated[
+        int, typer.Option("--events-per-profile", min=0, help="Average events per customer.")
+    ] = 10,
+    random_seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 8,
+) -> None:
+    """Load synthetic customers, their activity (as rollups) and complaints; no real PI."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.db import unit_of_work
+    from cdp.segments import seed
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        result = seed.seed(
+            session,
+            policy=rt.policy,
+            profiles=profiles,
+            events_per_profile=events_per_profile,
+            random_seed=random_seed,
+            progress=lambda n: typer.echo(f"  {n} customers", err=True),
+        )
+    typer.echo(
+        f"seeded {result.profiles} customers, {result.events} events"
+        f" ({result.daily_rows} daily rollup rows), {result.complaints} complaints"
+    )
+
+
 def main() -> None:
     app(prog_name="cdp")
 
 
 if __name__ == "__main__":
     main()
+
+
+alerts_app = typer.Typer(help="Alerts and their webhook delivery.", no_args_is_help=True)
+followups_app = typer.Typer(help="Follow-up plans and tasks.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(followups_app, name="followups")
+
+
+@alerts_app.command("run")
+def alerts_run(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Evaluate every alert check, raise new alerts and deliver webhooks that are due."""
+    from cdp.alerts import service as alerts
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.db import unit_of_work
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        result = alerts.evaluate(session, policy=rt.policy, actor=CLI_ACTOR)
+        raised = [
+            {"id": a.id, "kind": a.kind, "severity": a.severity, "summary": a.summary}
+            for a in result.raised
+        ]
+    if as_json:
+        summary = {
+            "checks": result.checks,
+            "raised": raised,
+            "updated": result.updated,
+            "deliveries_attempted": result.deliveries.attempted,
+            "deliveries_delivered": result.deliveries.delivered,
+        }
+        typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    typer.echo(
+        f"{result.checks} checks: {len(raised)} new alerts, {result.updated} still"
+        f" open; webhooks {result.deliveries.delivered}/{result.deliveries.attempted} delivered"
+    )
+    for alert in raised:
+        typer.echo(f"  [{alert['severity']}] {alert['kind']}: {alert['summary']}")
+
+
+@followups_app.command("triggers")
+def followups_triggers(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Turn segment changes since the last run into tasks, for every triggered plan."""
+    from cdp.api import Runtime
+    from cdp.audit.service import RequestContext
+    from cdp.db import unit_of_work
+    from cdp.followups import service as followups
+
+    rt = _runtime()
+    assert isinstance(rt, Runtime)
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version)
+        results = followups.run_triggers(session, policy=rt.policy, actor=CLI_ACTOR)
+    rows = [{"plan_id": r.plan_id, "changes": r.members, "created": r.created} for r in results]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"plan {row['plan_id']}: {row['created']} tasks from {row['changes']} changes")

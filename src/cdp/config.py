@@ -32,7 +32,22 @@ class Settings(BaseSettings):
     jwt_audience: str = "cdp-api"
     token_ttl_seconds: int = 900
     subject_token_ttl_seconds: int = 600
-    notifier: str = "outbox"
+    notifier: str = Field(
+        default="outbox", description="outbox (development: kept under data_dir), smtp or webhook."
+    )
+    # Notifier `smtp`: the relay and sender; `webhook`: a URL receiving JSON (an SMS gateway).
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_sender: str = "no-reply@localhost"
+    notifier_webhook_url: str | None = None
+    notifier_webhook_secret: str | None = None
+    # Customer verification (rights): codes per identifier per hour, requests per client IP.
+    verification_per_identifier_per_hour: int = Field(default=5, ge=1)
+    verification_ip_per_minute: int = Field(default=10, ge=1)
+    verification_ip_burst: int = Field(default=30, ge=1)
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = 1024 * 1024

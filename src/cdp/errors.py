@@ -351,3 +351,61 @@ class AuditChainBroken(CdpError):
         super().__init__(f"seq {seq}: {reason}")
         self.seq = seq
         self.reason = reason
+
+
+# --- feedback, follow-ups, alerts (feedback/, followups/, alerts/) ---------------------------
+
+
+class InvalidTransition(Conflict):
+    """A lifecycle change the current status does not allow (complaint, task or alert)."""
+
+    code = "invalid_transition"
+    title = "Status change not allowed from the current status"
+
+
+# --- rights requests and customer verification (rights/) -------------------------------------
+
+
+class VerificationFailed(CdpError):
+    """A one-time code that is wrong, expired, used up or unknown: one answer for all of them,
+    so that nothing tells whether the identifier exists."""
+
+    status = 400
+    code = "verification_failed"
+    title = "Verification failed"
+
+
+class DownloadLinkInvalid(Forbidden):
+    """A download link that was not issued here or has expired."""
+
+    code = "download_link_invalid"
+    title = "Download link invalid or expired"
+
+
+# --- segments (segments/) --------------------------------------------------------------------
+
+
+class InvalidCondition(ValidationFailed):
+    """A segment condition is invalid; `errors` names each failing JSON path."""
+
+    code = "invalid_condition"
+    title = "Invalid segment condition"
+
+
+class SegmentReadOnly(Conflict):
+    """Built-in segments come from policies/segments.yaml and change only there."""
+
+    code = "segment_builtin"
+    title = "Built-in segments are read-only"
+
+
+class SegmentExists(Conflict):
+    code = "segment_exists"
+    title = "A segment with this key exists"
+
+
+class SegmentInUse(Conflict):
+    """Another segment's condition refers to this one."""
+
+    code = "segment_in_use"
+    title = "The segment is referred to by another segment"

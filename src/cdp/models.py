@@ -1,5 +1,6 @@
 """Imports every domain's ORM models so Base.metadata is complete (Alembic, drift checks)."""
 
+from cdp.alerts.models import Alert, AlertRule, WebhookDelivery, WebhookEndpoint
 from cdp.audit.models import AuditCheckpoint, AuditEntry, AuditKey
 from cdp.auth.models import Client, Source
 from cdp.consent.models import ConsentRecord, CrossBorderTransfer, SubjectStatus
@@ -11,9 +12,22 @@ from cdp.events.models import (
     SubjectActivity,
     SubjectDaily,
 )
+from cdp.feedback.models import Feedback
+from cdp.followups.models import FollowupPlan, FollowupPlanMember, FollowupTask, Interaction
 from cdp.profiles.models import Identity, Profile
+from cdp.retention.models import RetentionRun
+from cdp.rights.models import RightsRequest, VerificationCode
+from cdp.segments.models import (
+    Segment,
+    SegmentChange,
+    SegmentMember,
+    SegmentRefresh,
+    SubjectSummary,
+)
 
 __all__ = [
+    "Alert",
+    "AlertRule",
     "AnonymousVisitor",
     "AuditCheckpoint",
     "AuditEntry",
@@ -23,11 +37,26 @@ __all__ = [
     "CrossBorderTransfer",
     "Event",
     "EventMessage",
+    "Feedback",
+    "FollowupPlan",
+    "FollowupPlanMember",
+    "FollowupTask",
     "Identity",
+    "Interaction",
     "PlanViolation",
     "Profile",
+    "RetentionRun",
+    "RightsRequest",
+    "Segment",
+    "SegmentChange",
+    "SegmentMember",
+    "SegmentRefresh",
     "Source",
     "SubjectActivity",
     "SubjectDaily",
     "SubjectStatus",
+    "SubjectSummary",
+    "VerificationCode",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -25,7 +25,17 @@ from cdp.app import create_app
 from cdp.config import Settings
 
 # Operations anyone may call; every other operation needs a bearer token.
-PUBLIC = {"healthz", "readyz", "metrics", "issueToken", "getJwks"}
+PUBLIC = {
+    "healthz",
+    "readyz",
+    "metrics",
+    "issueToken",
+    "getJwks",
+    # A one-time code or a signed download link is the credential (tests/api/test_rights.py).
+    "startVerification",
+    "confirmVerification",
+    "downloadRightsExport",
+}
 # The Segment-compatible operations take a source's write key (body, Basic or X-Write-Key), or a
 # bearer token checked in the route; their 401, 403 and 400 cases are in tests/api/test_segment.py.
 WRITE_KEY = {

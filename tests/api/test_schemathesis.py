@@ -62,6 +62,23 @@ CONFIG = schemathesis.Config.from_dict(
                 },
             },
             {
+                # A one-time code is checked against the database: a generated one is wrong (400).
+                "include-operation-id": "confirmVerification",
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["2xx", 400, 422, 429]}
+                },
+            },
+            {
+                # Rights requests name subjects and requests from the database, a lifecycle state
+                # (409) and fields or purposes from the policy (422).
+                "include-tag": "rights",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 401, 403, 404, 409, 422, 429]
+                    }
+                },
+            },
+            {
                 # The same for the customer's own choices (a purpose or version policy lacks).
                 "include-tag": "self-service",
                 "checks": {
@@ -76,6 +93,68 @@ CONFIG = schemathesis.Config.from_dict(
                 "checks": {
                     "positive_data_acceptance": {
                         "expected-statuses": ["2xx", 400, 401, 403, 404, 409, 422, 429]
+                    }
+                },
+            },
+            {
+                # Segment conditions name fields, events and other segments from the policy and
+                # the database (422 `invalid_condition`, 404, 409); members and a profile's
+                # segments need a purpose from policy (400); metric windows are bounded (422).
+                "include-tag": "segments",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 400, 401, 403, 404, 409, 422, 429]
+                    }
+                },
+            },
+            {
+                # Feedback and follow-ups name a purpose (400 when unknown), subjects, plans and
+                # segments from the database (404, 422 for unknown segments or profile ids), a
+                # lifecycle state (409), and a purpose must cover feedback or the channel (403,
+                # 422); a survey needs a score, a complaint a comment (422).
+                "include-tag": ["feedback", "followups"],
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 400, 401, 403, 404, 409, 422, 429]
+                    }
+                },
+            },
+            {
+                # Alert rules: a parameter of the other kind, or a segment the database lacks,
+                # is 422; an alert's lifecycle is 409; webhooks need an http(s) URL (422).
+                "include-tag": "alerts",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 401, 403, 404, 409, 422, 429]
+                    }
+                },
+            },
+            {
+                # Metric windows are bounded and ordered; a report month must exist (422).
+                "include-operation-id": [
+                    "getFeedbackMetrics",
+                    "getFollowupMetrics",
+                    "getFollowupReport",
+                ],
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["2xx", 401, 403, 422, 429]}
+                },
+            },
+            {
+                # A time window whose `to` is not after its `from` is refused (422), and an
+                # incident export names a client from the database (404).
+                "include-operation-id-regex": "^(getRightsSla|exportIncident)$",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 401, 403, 404, 422, 429]
+                    }
+                },
+            },
+            {
+                "include-operation-id": "getCustomerMetrics",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", 401, 403, 404, 422, 429]
                     }
                 },
             },

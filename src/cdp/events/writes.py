@@ -28,6 +28,7 @@ from cdp.events.models import (
     SubjectDaily,
 )
 from cdp.events.plan import IDENTITY_TYPES, REVENUE
+from cdp.segments.summary import write_summary
 
 CENT = Decimal("0.01")
 
@@ -82,6 +83,8 @@ class Rollup:
 
     daily: dict[tuple[str, date, str], list[Any]] = field(default_factory=dict)
     activity: dict[str, list[Any]] = field(default_factory=dict)
+    # Events that carried revenue, per subject and day (segments' subject_summary orders).
+    purchases: Counter[tuple[str, date]] = field(default_factory=Counter)
 
     def add(self, subject_id: str, name: str, at: datetime, revenue: Decimal | None) -> None:
         key = (subject_id, at.date(), name)
@@ -89,6 +92,7 @@ class Rollup:
         cell[0] += 1
         if revenue is not None:
             cell[1] += revenue
+            self.purchases[(subject_id, at.date())] += 1
         seen = self.activity.setdefault(subject_id, [at, at, 0])
         seen[0], seen[1], seen[2] = min(seen[0], at), max(seen[1], at), seen[2] + 1
 
@@ -129,6 +133,7 @@ def write_rollup(session: Session, rollup: Rollup) -> None:
             for s, (a, b, n) in sorted(rollup.activity.items())
         ]
         session.execute(stmt, rows)
+    write_summary(session, rollup)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,13 @@ from cdp.policy.model import (
 from cdp.policy.notices import NOTICES_DIR, Notice
 from cdp.policy.section import Section
 from cdp.policy.source import Loc, LocatedYaml, parse_yaml
+from cdp.retention import policy as retention
+from cdp.segments import definitions as segment_definitions
 
 M = TypeVar("M", bound=BaseModel)
 
 REQUIRED_FILES = ("purposes.yaml", "fields.yaml", "roles.yaml")
-OPTIONAL_FILES = ("settings.yaml", plan.FILE)
+OPTIONAL_FILES = ("settings.yaml", plan.FILE, retention.FILE, segment_definitions.FILE)
 # The list sections each file holds.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "purposes.yaml": ("purposes",),
@@ -76,6 +78,10 @@ def load_policy(directory: Path) -> Policy:
         )
 
     tracking_plan = _tracking_plan(docs.get(plan.FILE), purposes, categories, issues)
+    segments = _segments(docs.get(segment_definitions.FILE), fields, issues)
+    retention_policy = _retention(
+        docs.get(retention.FILE), purposes, categories, tracking_plan, plan.FILE in docs, issues
+    )
 
     if issues:
         order = {name: rank for rank, name in enumerate(REQUIRED_FILES + OPTIONAL_FILES)}
@@ -92,6 +98,8 @@ def load_policy(directory: Path) -> Policy:
         category_specs={spec.id: spec for spec in categories.specs()},
         notices={notice_id: notice for notice_id, (_, _, notice) in sorted(loaded.items())},
         tracking_plan=tracking_plan,
+        retention=retention_policy,
+        segments=segments,
     )
 
 
@@ -270,3 +278,57 @@ def _tracking_plan(
         for loc, reason in plan.check_plan(tracking, purposes=views, categories=known):
             issues.append(PolicyIssue(plan.FILE, doc.line_of(loc), reason))
     return tracking
+
+
+def _retention(
+    doc: LocatedYaml | None,
+    purposes: Section[Purpose],
+    categories: Section[Category],
+    tracking_plan: plan.TrackingPlan | None,
+    has_plan: bool,
+    issues: list[PolicyIssue],
+) -> retention.RetentionPolicy | None:
+    """retention.yaml validated, and checked against purposes, categories and the plan."""
+    if doc is None:
+        return None
+    if doc.data is None:
+        return retention.EMPTY
+    if not isinstance(doc.data, dict):
+        reason = "expected a mapping with: audit, events, records, legal_holds"
+        issues.append(PolicyIssue(retention.FILE, doc.line_of(()), reason))
+        return retention.EMPTY
+    try:
+        spec = retention.RetentionPolicy.model_validate(doc.data)
+    except ValidationError as exc:
+        issues.extend(_validation_issues(retention.FILE, doc, (), exc))
+        return retention.EMPTY
+    # Checked against the plan only when the plan itself is sound: no cascade of errors.
+    plan_sound = not any(i.file == plan.FILE for i in issues) and (tracking_plan or not has_plan)
+    if purposes.readable and categories.readable and plan_sound:
+        views = {
+            p.id: retention.PurposeView(p.id, p.categories, p.retention_days)
+            for p in purposes.specs()
+        }
+        found = retention.check_retention(
+            spec,
+            purposes=views,
+            categories={c.id for c in categories.specs()},
+            tracking_purpose=tracking_plan.purpose if tracking_plan else None,
+            event_names={e.name for e in tracking_plan.events} if tracking_plan else None,
+        )
+        for loc, reason in found:
+            issues.append(PolicyIssue(retention.FILE, doc.line_of(loc), reason))
+    return spec
+
+
+def _segments(
+    doc: LocatedYaml | None, fields: Section[FieldSpec], issues: list[PolicyIssue]
+) -> dict[str, segment_definitions.SegmentSpec]:
+    """segments.yaml (built-in segments), each condition checked against fields.yaml."""
+    if doc is None:
+        return {}
+    known = {spec.name: spec for spec in fields.specs()}
+    specs, problems = segment_definitions.load(doc.data, known)
+    for loc, reason in problems:
+        issues.append(PolicyIssue(segment_definitions.FILE, doc.line_of(loc), reason))
+    return specs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, time
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -20,6 +21,8 @@ from cdp.errors import UnknownPurpose
 if TYPE_CHECKING:
     from cdp.events.plan import TrackingPlan
     from cdp.policy.notices import Notice
+    from cdp.retention.policy import RetentionPolicy
+    from cdp.segments.definitions import SegmentSpec
 
 # Ids travel in headers, tokens and audit entries: keep them short, lower-case and unambiguous.
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
@@ -59,10 +62,16 @@ class FieldSpec(_Spec):
     storage: Storage
     type: FieldType
     values: list[str] | None = None
+    # Several values per profile (device ids): each its own identity row and blind index.
+    multiple: bool = False
     description: str = ""
 
     @model_validator(mode="after")
     def _enum_values(self) -> FieldSpec:
+        if self.multiple and (self.storage != "encrypted+blind_index" or self.type != "string"):
+            raise ValueError(
+                "`multiple` is only allowed on a string field stored with a blind index"
+            )
         if self.type == "enum" and not self.values:
             raise ValueError("an enum field needs a non-empty `values` list")
         if self.type != "enum" and self.values is not None:
@@ -125,6 +134,31 @@ class Role:
         return "*" in self.purposes or purpose in self.purposes
 
 
+class QuietHours(_Spec):
+    """A daily window in which no customer contact is scheduled (follow-ups move past it)."""
+
+    start: time
+    end: time
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name[:64]!r}") from None
+        return name
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet hours need different start and end times")
+        return self
+
+
 class PolicySettings(_Spec):
     """Numbers the law leaves to the processor; the defaults apply without settings.yaml."""
 
@@ -139,6 +173,24 @@ class PolicySettings(_Spec):
     # PIPL art. 40 thresholds that oblige a security assessment for cross-border transfers.
     cross_border_people_per_year: int = Field(default=100_000, ge=1)
     cross_border_sensitive_people_per_year: int = Field(default=10_000, ge=1)
+    # rights domain: public holidays and make-up working days (调休) for rights due dates.
+    holidays: list[date] = Field(default_factory=list)
+    workdays: list[date] = Field(default_factory=list)
+    # followups domain: no contact is scheduled in this window; a due time inside it moves to
+    # its end (local time of `timezone`). None: contact at any hour.
+    quiet_hours: QuietHours | None = None
+    # compliance domain: subject counts that oblige a PI protection officer (PIPL art. 52;
+    # 个人信息保护负责人, from 1,000,000 people) and a compliance audit every two years
+    # (个人信息保护合规审计管理办法 art. 5, over 10,000,000 people).
+    pi_officer_people: int = Field(default=1_000_000, ge=1)
+    compliance_audit_people: int = Field(default=10_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _calendar(self) -> PolicySettings:
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            raise ValueError(f"{both[0].isoformat()} is listed as a holiday and as a workday")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +234,10 @@ class Policy:
     notices: dict[str, Notice] = field(default_factory=dict)
     # tracking-plan.yaml; None without one (then every event is unplanned).
     tracking_plan: TrackingPlan | None = None
+    # retention.yaml (retention domain); None without one (then purposes' retention_days apply).
+    retention: RetentionPolicy | None = None
+    # segments.yaml (segments domain): built-in segments by key.
+    segments: dict[str, SegmentSpec] = field(default_factory=dict)
 
     def consent_floor(self, purpose_id: str) -> int:
         """Oldest version of the purpose's notice whose consents still count (PIPL art. 14)."""

@@ -147,7 +147,9 @@ def test_demo_policy_loads() -> None:
         "notices/partner-sharing-notice.yaml",
         "notices/privacy-notice.yaml",
         "purposes.yaml",
+        "retention.yaml",
         "roles.yaml",
+        "segments.yaml",
         "settings.yaml",
         "tracking-plan.yaml",
     ]

@@ -1,0 +1,1 @@
+"""Customer, feedback and follow-up metrics; every cell is k-anonymous."""
