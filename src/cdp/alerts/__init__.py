@@ -1,0 +1,1 @@
+"""Alerts: rules, evaluation runs, open alerts and their signed webhook delivery."""

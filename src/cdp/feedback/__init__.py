@@ -1,0 +1,1 @@
+"""Feedback: surveys (CSAT, NPS, custom questions), complaints with a lifecycle, suggestions."""

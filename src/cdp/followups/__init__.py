@@ -1,0 +1,1 @@
+"""Follow-up plans, the task queue they generate and the interactions that complete tasks."""
