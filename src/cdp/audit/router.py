@@ -11,11 +11,20 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from cdp.api import PageDep, Rfc3339, Runtime, RuntimeDep, SessionDep, encode_cursor, require
+from cdp.api import (
+    PageDep,
+    Rfc3339,
+    Runtime,
+    RuntimeDep,
+    SessionDep,
+    encode_cursor,
+    known_query_only,
+    require,
+)
 from cdp.audit import checkpoints, service
 from cdp.audit.export import MEDIA_TYPES, ExportFilter, start_export, stream
 from cdp.audit.schemas import (
@@ -80,24 +89,6 @@ async def checkpoint_schedule(app: FastAPI) -> AsyncIterator[None]:
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], lifespan=checkpoint_schedule)
 _Filter = Annotated[str | None, Query(max_length=200)]
-
-
-def known_query_only(*names: str) -> Any:
-    """Refuses query parameters the operation does not take: a misspelt filter (`subjet=`)
-    must not silently widen an export to the whole log."""
-
-    def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - set(names))
-        if unknown:
-            raise ValidationFailed(
-                "unknown query parameter",
-                errors=[
-                    {"loc": ["query", name[:64]], "msg": "not a parameter", "type": "extra"}
-                    for name in unknown[:10]
-                ],
-            )
-
-    return Depends(check)
 
 
 _FILTERS = ("from", "to", "actor", "subject", "action", "purpose")
