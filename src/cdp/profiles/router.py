@@ -15,7 +15,9 @@ from cdp.consent.schemas import SubjectTokenRead
 from cdp.errors import problem_responses
 from cdp.profiles import service
 from cdp.profiles.schemas import (
+    DEVICE_ID,
     IDENTIFIERS,
+    LOOKUP_KINDS,
     ProfileBatchCreate,
     ProfileBatchGet,
     ProfileBatchRead,
@@ -27,6 +29,8 @@ from cdp.profiles.schemas import (
     ProfileRead,
     ProfileWrite,
 )
+from cdp.rights import erasure
+from cdp.rights.erasure import ERASURE_WITHHELD_EXAMPLE
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 _READ_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
@@ -34,9 +38,14 @@ _READ_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
 
 def _read(view: service.ProfileView) -> ProfileRead:
     ids = {k: v for k, v in view.values.items() if k in IDENTIFIERS}
-    others = {k: v for k, v in view.values.items() if k not in IDENTIFIERS}
+    others = {k: v for k, v in view.values.items() if k not in LOOKUP_KINDS}
     return ProfileRead(
-        id=view.id, created_at=view.created_at, updated_at=view.updated_at, traits=others, **ids
+        id=view.id,
+        created_at=view.created_at,
+        updated_at=view.updated_at,
+        traits=others,
+        device_ids=view.values.get(DEVICE_ID),
+        **ids,
     )
 
 
@@ -262,10 +271,21 @@ def update_profile(
 @router.delete(
     "/{profile_id:uuid}",
     operation_id="eraseProfile",
-    summary="Erase a profile: its data key is destroyed (crypto-shredding)",
+    summary="Erase a profile and all its data in every domain; its data key is destroyed",
+    description=(
+        "The same routine as a deletion request (cdp.rights.erasure). 204 when erased. Under a"
+        " legal hold the subject is restricted instead and 200 says what was kept and why"
+        " (PIPL art. 47)."
+    ),
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(401, 403, 404, 422, 429),
+    responses={
+        200: {
+            "description": "Restricted instead of erased: what a legal hold keeps, and why",
+            "content": {"application/json": {"example": ERASURE_WITHHELD_EXAMPLE}},
+        },
+        **problem_responses(401, 403, 404, 422, 429),
+    },
 )
 def erase_profile(
     profile_id: UUID,
@@ -273,9 +293,16 @@ def erase_profile(
     rt: RuntimeDep,
     principal: Annotated[Principal, require("profiles:delete")],
 ) -> Response:
-    service.erase(
-        session, crypto=rt.crypto, actor=principal.actor, subject_id=str(profile_id), reason="api"
+    result = erasure.erase_subject(
+        session,
+        crypto=rt.crypto,
+        policy=rt.policy,
+        actor=principal.actor,
+        subject_id=str(profile_id),
+        reason="api",
     )
+    if not result.erased:
+        return JSONResponse(result.as_dict())
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

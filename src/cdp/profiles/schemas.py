@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cdp.errors import ValidationFailed
 
 IDENTIFIERS = ("external_id", "email", "phone", "wechat_openid", "wechat_unionid")
+# The one identifier with several values per profile: body key -> field (and identity kind).
+DEVICE_IDS, DEVICE_ID = "device_ids", "device_id"
+LOOKUP_KINDS = (*IDENTIFIERS, DEVICE_ID)
 _ID = Field(default=None, min_length=1, max_length=320)
 _TRAITS: Any = Field(
     default_factory=dict,
@@ -22,6 +25,7 @@ _EXAMPLE_IN: dict[str, Any] = {
     "external_id": "shop-10086",
     "email": "zhang.wei@example.cn",
     "phone": "+86 138 0013 8000",
+    "device_ids": ["a3c9e7f0-ios-5e2b"],
     "traits": {"name": "张伟", "city": "上海", "membership_level": "gold"},
 }
 _EXAMPLE_OUT: dict[str, Any] = {
@@ -44,14 +48,20 @@ class ProfileWrite(BaseModel):
     phone: str | None = _ID
     wechat_openid: str | None = _ID
     wechat_unionid: str | None = _ID
+    device_ids: list[str] | None = Field(
+        default=None,
+        description="Device or app-installation ids (up to 20); a PATCH replaces the list.",
+    )
     traits: dict[str, Any] = _TRAITS
 
     def values(self) -> dict[str, Any]:
         """Flattened field -> value, only for the keys the client actually sent."""
         sent = self.model_fields_set
         out = {k: getattr(self, k) for k in IDENTIFIERS if k in sent}
+        if DEVICE_IDS in sent:
+            out[DEVICE_ID] = self.device_ids
         for name, value in self.traits.items():
-            if name in out or name in IDENTIFIERS:
+            if name in out or name in LOOKUP_KINDS:
                 raise ValidationFailed(
                     f"{name} belongs at the top level, not in traits",
                     errors=[
@@ -100,6 +110,7 @@ class ProfileRead(BaseModel):
     phone: str | None = None
     wechat_openid: str | None = None
     wechat_unionid: str | None = None
+    device_ids: list[str] | None = None
     traits: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -150,15 +161,16 @@ class ProfileLookup(BaseModel):
     phone: str | None = _ID
     wechat_openid: str | None = _ID
     wechat_unionid: str | None = _ID
+    device_id: str | None = _ID
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ProfileLookup:
         if len(self.pairs()) != 1:
-            raise ValueError("give exactly one of " + ", ".join(IDENTIFIERS))
+            raise ValueError("give exactly one of " + ", ".join(LOOKUP_KINDS))
         return self
 
     def pairs(self) -> list[tuple[str, str]]:
-        return [(k, v) for k in IDENTIFIERS if (v := getattr(self, k)) is not None]
+        return [(k, v) for k in LOOKUP_KINDS if (v := getattr(self, k)) is not None]
 
 
 class ProfileMerge(BaseModel):

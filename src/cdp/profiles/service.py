@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -145,6 +145,16 @@ def _is_minor(
     return age < policy.settings.minor_age_years
 
 
+def _pairs(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(kind, value) per identity row: a multiple field (device ids) gives one per value."""
+    return [
+        (kind, one)
+        for kind, value in values.items()
+        if value is not None
+        for one in (value if isinstance(value, list) else [value])
+    ]
+
+
 def _write_identities(
     session: Session,
     crypto: Crypto,
@@ -153,22 +163,17 @@ def _write_identities(
     values: dict[str, Any],
 ) -> None:
     """One query checks every identifier for another owner; one statement inserts them."""
-    wanted = {k: v for k, v in values.items() if v is not None}
-    indexes = {kind: crypto.blind_index(kind, value) for kind, value in wanted.items()}
-    if indexes:
+    wanted = [(kind, value, crypto.blind_index(kind, value)) for kind, value in _pairs(values)]
+    if wanted:
+        pairs = {(kind, index) for kind, _, index in wanted}
         taken = session.execute(
-            select(Identity.kind).where(
-                # OR of pairs rather than a row-value IN, which SQLite cannot serve from the index.
-                or_(
-                    *(
-                        and_(Identity.kind == k, Identity.blind_index == b)
-                        for k, b in indexes.items()
-                    )
-                ),
+            select(Identity.kind, Identity.blind_index).where(
+                Identity.kind.in_({kind for kind, _ in pairs}),
+                Identity.blind_index.in_({index for _, index in pairs}),
                 Identity.subject_id != subject_id,
             )
-        ).scalars()
-        for kind in sorted(set(taken)):
+        ).all()
+        for kind in sorted({kind for kind, index in taken if (kind, index) in pairs}):
             raise Conflict(f"{kind} already belongs to another profile")
     session.execute(
         delete(Identity).where(Identity.subject_id == subject_id, Identity.kind.in_(values))
@@ -176,18 +181,18 @@ def _write_identities(
     if wanted:
         now = utcnow()
         session.execute(
-            insert(Identity),
+            insert(IDENTITY_TABLE),
             [
                 {
                     "subject_id": subject_id,
                     "kind": kind,
-                    "blind_index": indexes[kind],
+                    "blind_index": index,
                     "sealed_value": keys.seal(
                         subject_id, IDENTITY, kind, crypto.normalise(kind, value)
                     ),
                     "created_at": now,
                 }
-                for kind, value in wanted.items()
+                for kind, value, index in wanted
             ],
         )
 
@@ -212,9 +217,12 @@ def _view(
                 values[name] = traits.decode(policy.fields[name], text)
         for identity in identities:
             if identity.kind in allowed:
-                values[identity.kind] = opener.open(
-                    profile.id, IDENTITY, identity.kind, identity.sealed_value
-                )
+                value = opener.open(profile.id, IDENTITY, identity.kind, identity.sealed_value)
+                spec = policy.fields.get(identity.kind)
+                if spec is not None and spec.multiple:
+                    values.setdefault(identity.kind, []).append(value)
+                else:
+                    values[identity.kind] = value
     except CiphertextInvalid as exc:
         raise CiphertextInvalid(
             "a stored value of this profile failed its integrity check; it was not returned",
@@ -225,7 +233,8 @@ def _view(
 
 def _identities(session: Session, subject_ids: list[str]) -> dict[str, list[Identity]]:
     out: dict[str, list[Identity]] = {s: [] for s in subject_ids}
-    for row in session.scalars(select(Identity).where(Identity.subject_id.in_(subject_ids))):
+    rows = select(Identity).where(Identity.subject_id.in_(subject_ids)).order_by(Identity.id)
+    for row in session.scalars(rows):
         out[row.subject_id].append(row)
     return out
 
@@ -389,9 +398,8 @@ def _new_identities(
     wanted: list[tuple[int, str, str, str]] = []  # (item, kind, blind index, normalised)
     seen: dict[tuple[str, str], int] = {}
     for index, values in enumerate(checked):
-        for kind, value in values.items():
-            if not _is_identity(policy.fields[kind]):
-                continue
+        identities = {k: v for k, v in values.items() if _is_identity(policy.fields[k])}
+        for kind, value in _pairs(identities):
             blind = crypto.blind_index(kind, value)
             if (kind, blind) in seen:
                 raise BatchItemConflict(index, kind, earlier=seen[(kind, blind)])
@@ -634,9 +642,15 @@ def merge(
     moved: list[dict[str, Any]] = []
     for identity in _identities(session, [source_id])[source_id]:
         value = keys.open(source_id, IDENTITY, identity.kind, identity.sealed_value)
-        clash = session.scalar(
-            select(Identity.id).where(
-                Identity.subject_id == target_id, Identity.kind == identity.kind
+        spec = policy.fields.get(identity.kind)
+        # A person's devices add up; a second email or external id would be a conflict.
+        clash = (
+            None
+            if spec is not None and spec.multiple
+            else session.scalar(
+                select(Identity.id).where(
+                    Identity.subject_id == target_id, Identity.kind == identity.kind
+                )
             )
         )
         if clash is not None:

@@ -9,6 +9,7 @@ from cdp.errors import ValidationFailed
 from cdp.policy import FieldSpec
 
 MAX_TEXT = 500
+MAX_VALUES = 20
 
 
 def _invalid(name: str, message: str) -> ValidationFailed:
@@ -22,6 +23,12 @@ def _invalid(name: str, message: str) -> ValidationFailed:
 def check_value(spec: FieldSpec, value: Any) -> Any:
     """The value in its stored form, or ValidationFailed naming the field."""
     name = spec.name
+    if spec.multiple:
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_VALUES:
+            raise _invalid(name, f"must be a list of 1 to {MAX_VALUES} values")
+        if any(not isinstance(v, str) or not v.strip() or len(v) > MAX_TEXT for v in value):
+            raise _invalid(name, f"each value must be a non-empty string of at most {MAX_TEXT}")
+        return list(dict.fromkeys(value))
     if spec.type == "string":
         if not isinstance(value, str) or not value.strip():
             raise _invalid(name, "must be a non-empty string")
