@@ -439,12 +439,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in ROUTERS:
+        # The routers' own route objects: walking the app's effective routes instead would
+        # build every route's dependency analysis at once (FastAPI >= 0.137 does it lazily).
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.operation_id is None:
+                route.operation_id = route.name
         app.include_router(router)
-    # app.routes nests included routers (FastAPI >= 0.137); iter_route_contexts flattens them.
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        if isinstance(route, APIRoute) and route.operation_id is None:
-            route.operation_id = route.name
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app

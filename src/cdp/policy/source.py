@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +44,16 @@ class LocatedYaml:
 
 
 def parse_yaml(text: str) -> tuple[LocatedYaml | None, list[Problem]]:
-    """Compose one YAML document (safe tags only); None when it cannot be read at all."""
+    """Compose one YAML document (safe tags only); None when it cannot be read at all.
+
+    Parsing is the slow part of loading a policy and every worker (and every test's app) reads
+    the same files: a text parsed before is served from a cache, as a copy the caller may change.
+    """
+    return copy.deepcopy(_parse_cached(text))
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_cached(text: str) -> tuple[LocatedYaml | None, list[Problem]]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
