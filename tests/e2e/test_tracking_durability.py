@@ -39,6 +39,11 @@ def _batch(number: int) -> bytes:
     ).encode()
 
 
+# One source sends as fast as it can, then resends everything unacknowledged at once: the
+# per-source rate limit is not what these tests are about.
+UNLIMITED = {"CDP_RATE_LIMIT_PER_MINUTE": "1000000", "CDP_RATE_LIMIT_BURST": "1000000"}
+
+
 def _stored_per_batch(url: str) -> dict[int, int]:
     engine = create_engine(url)
     counts: dict[int, int] = {}
@@ -107,7 +112,7 @@ def _kill_under_load(env: dict[str, str], url: str, workers: int) -> None:
 
 
 def test_kill_9_on_embedded_sqlite(tmp_path: Path) -> None:
-    env = cdp_env(tmp_path / "state", CDP_JWT_SECRET="e2e-secret-" + "k" * 32)
+    env = cdp_env(tmp_path / "state", CDP_JWT_SECRET="e2e-secret-" + "k" * 32, **UNLIMITED)
     assert cdp(env, "db", "upgrade").returncode == 0
     _kill_under_load(env, f"sqlite:///{tmp_path / 'state' / 'cdp.db'}", workers=1)
 
@@ -119,6 +124,7 @@ def test_kill_9_on_postgresql_with_two_workers(tmp_path: Path, pg_cluster: PgClu
         CDP_DATABASE_URL=url,
         CDP_JWT_SECRET="e2e-secret-" + "k" * 32,
         CDP_MASTER_KEY="k1:" + "A" * 43 + "=",
+        **UNLIMITED,
     )
     assert cdp(env, "db", "upgrade").returncode == 0, "migrate"
     try:
