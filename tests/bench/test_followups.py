@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,15 +18,14 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from cdp.api import Runtime
-from cdp.app import build_runtime, start
 from cdp.audit.service import RequestContext
 from cdp.auth.principal import Principal
-from cdp.config import Settings
 from cdp.consent.models import ConsentRecord
 from cdp.db import unit_of_work, utcnow
 from cdp.followups import service
 from cdp.followups.models import FollowupPlanMember, FollowupTask
 from cdp.profiles.models import Identity, Profile
+from tests.bench.runtime import pg_runtime
 from tests.pgcluster import PgCluster
 
 pytestmark = pytest.mark.slow
@@ -46,22 +43,8 @@ APP = Principal(
 
 @pytest.fixture
 def rt(tmp_path: Path, pg_cluster: PgCluster) -> Iterator[Runtime]:
-    name = f"bench_followups_{os.getpid()}"
-    url = pg_cluster.create_database(name, template="cdp_template")
-    settings = Settings(
-        database_url=url,
-        keystore_url=f"sqlite:///{tmp_path / 'keys.db'}",
-        data_dir=tmp_path,
-        jwt_secret="bench-" + "f" * 40,
-        master_key="k1:" + base64.b64encode(os.urandom(32)).decode(),
-        log_level="WARNING",
-    )
-    runtime = build_runtime(settings)
-    start(runtime)
-    yield runtime
-    runtime.engine.dispose()
-    runtime.keystore.dispose()
-    pg_cluster.drop_database(name)
+    with pg_runtime(tmp_path, pg_cluster, "bench_followups") as runtime:
+        yield runtime
 
 
 def _seed(rt: Runtime) -> list[str]:

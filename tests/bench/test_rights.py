@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,10 +22,8 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from cdp.api import Runtime
-from cdp.app import build_runtime, start
 from cdp.audit.service import RequestContext
 from cdp.auth.principal import Principal
-from cdp.config import Settings
 from cdp.db import unit_of_work, utcnow
 from cdp.events.models import Event
 from cdp.events.service import EVENT_TABLE
@@ -35,6 +31,7 @@ from cdp.events.writes import insert_events
 from cdp.feedback.models import Feedback
 from cdp.profiles import service as profiles
 from cdp.rights import bundle, erasure
+from tests.bench.runtime import pg_runtime
 from tests.pgcluster import PgCluster
 
 pytestmark = pytest.mark.slow
@@ -52,22 +49,8 @@ APP = Principal(
 
 @pytest.fixture
 def rt(tmp_path: Path, pg_cluster: PgCluster) -> Iterator[Runtime]:
-    name = f"bench_rights_{os.getpid()}"
-    url = pg_cluster.create_database(name, template="cdp_template")
-    settings = Settings(
-        database_url=url,
-        keystore_url=f"sqlite:///{tmp_path / 'keys.db'}",
-        data_dir=tmp_path,
-        jwt_secret="bench-" + "r" * 40,
-        master_key="k1:" + base64.b64encode(os.urandom(32)).decode(),
-        log_level="WARNING",
-    )
-    runtime = build_runtime(settings)
-    start(runtime)
-    yield runtime
-    runtime.engine.dispose()
-    runtime.keystore.dispose()
-    pg_cluster.drop_database(name)
+    with pg_runtime(tmp_path, pg_cluster, "bench_rights") as runtime:
+        yield runtime
 
 
 def _subject(rt: Runtime, n: int, events: int = EVENTS, feedback: int = FEEDBACK) -> str:
