@@ -8,10 +8,10 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -250,6 +250,9 @@ def decode_cursor(rt: Runtime, cursor: str) -> str:
         ) from exc
 
 
+K = TypeVar("K", str, int)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """Page size and position; the cursor is checked when read, inside the handler, so a caller
@@ -275,6 +278,23 @@ def page_params(
 
 
 PageDep = Annotated[Page, Depends(page_params)]
+
+
+def encode_time_cursor(rt: Runtime, last: tuple[datetime, str | int] | None) -> str | None:
+    """The cursor of a list ordered by (time, id): the last item's pair, or None at the end."""
+    return encode_cursor(rt, f"{last[0].isoformat()}|{last[1]}") if last else None
+
+
+def time_cursor_after(value: str | None, key: Callable[[str], K]) -> tuple[datetime, K] | None:
+    """The (time, id) pair in a page's decoded cursor (Page.after); a signed cursor of another
+    list's shape is a 422, like any cursor the endpoint did not issue."""
+    if value is None:
+        return None
+    at, _, ident = value.rpartition("|")
+    try:
+        return datetime.fromisoformat(at), key(ident)
+    except ValueError as exc:
+        raise ValidationFailed("cursor was not issued by this endpoint") from exc
 
 
 def next_cursor(rt: Runtime, items: list[Any], page: Page, key: str = "id") -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -30,12 +29,13 @@ from cdp.alerts.schemas import (
 )
 from cdp.api import (
     PageDep,
-    Runtime,
     RuntimeDep,
     SessionDep,
     encode_cursor,
+    encode_time_cursor,
     known_query_only,
     require,
+    time_cursor_after,
 )
 from cdp.auth.principal import Principal
 from cdp.errors import ValidationFailed, problem_responses
@@ -118,20 +118,6 @@ def evaluate(
     )
 
 
-def _cursor(rt: Runtime, last: tuple[datetime, str] | None) -> str | None:
-    return encode_cursor(rt, f"{last[0].isoformat()}|{last[1]}") if last else None
-
-
-def _after(value: str | None) -> tuple[datetime, str] | None:
-    if value is None:
-        return None
-    at, _, aid = value.rpartition("|")
-    try:
-        return datetime.fromisoformat(at), aid
-    except ValueError as exc:
-        raise ValidationFailed("cursor was not issued by this server") from exc
-
-
 @router.get(
     "/v1/alerts",
     operation_id="listAlerts",
@@ -151,10 +137,10 @@ def list_alerts(
     rows, last = service.list_alerts(
         session,
         where=service.AlertFilter(status=status_, kind=kind, severity=severity),
-        after=_after(page.after),
+        after=time_cursor_after(page.after, str),
         limit=page.limit,
     )
-    return AlertPage(items=[_alert(a) for a in rows], next_cursor=_cursor(rt, last))
+    return AlertPage(items=[_alert(a) for a in rows], next_cursor=encode_time_cursor(rt, last))
 
 
 @router.patch(

@@ -4,7 +4,6 @@ the cross-border counter. Each route parses, names its caller and calls one serv
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -12,12 +11,12 @@ from fastapi import APIRouter, Depends, Query, Request, status
 
 from cdp.api import (
     PageDep,
-    Runtime,
     RuntimeDep,
     SessionDep,
     SubjectDep,
-    encode_cursor,
+    encode_time_cursor,
     require,
+    time_cursor_after,
 )
 from cdp.auth.principal import Principal
 from cdp.consent import history, imports, selfservice, service, transfers
@@ -83,17 +82,6 @@ def record_consent(
     return _record(entry)
 
 
-def _history_cursor(rt: Runtime, after: tuple[datetime, int] | None) -> str | None:
-    return encode_cursor(rt, f"{after[0].isoformat()}|{after[1]}") if after else None
-
-
-def _history_after(page_after: str | None) -> tuple[datetime, int] | None:
-    if page_after is None:
-        return None
-    at, _, rid = page_after.rpartition("|")
-    return datetime.fromisoformat(at), int(rid)
-
-
 @router.get(
     "/v1/profiles/{profile_id:uuid}/consents",
     operation_id="listConsents",
@@ -112,7 +100,7 @@ def list_consents(
         policy=rt.policy,
         actor=principal.actor,
         subject_id=str(profile_id),
-        after=_history_after(page.after),
+        after=time_cursor_after(page.after, int),
         limit=page.limit,
     )
     state = found.state
@@ -136,7 +124,7 @@ def list_consents(
             for purpose, grant in sorted(state.consents.items())
         ],
         history=[_record(entry) for entry in found.history],
-        next_cursor=_history_cursor(rt, found.next_after),
+        next_cursor=encode_time_cursor(rt, found.next_after),
     )
 
 

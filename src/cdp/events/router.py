@@ -26,9 +26,11 @@ from cdp.api import (
     SessionDep,
     decode_cursor,
     encode_cursor,
+    encode_time_cursor,
     request_id,
     require,
     runtime,
+    time_cursor_after,
 )
 from cdp.auth import service as auth
 from cdp.auth.principal import Principal
@@ -331,20 +333,6 @@ for _short, _kind in segment.SHORT_PATHS.items():
 # --- reading back -----------------------------------------------------------------------------
 
 
-def _event_cursor(rt: Runtime, after: tuple[datetime, str] | None) -> str | None:
-    return encode_cursor(rt, f"{after[0].isoformat()}|{after[1]}") if after else None
-
-
-def _after_event(rt: Runtime, cursor: str | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    at, _, event_id = decode_cursor(rt, cursor).rpartition("|")
-    try:
-        return datetime.fromisoformat(at), event_id
-    except ValueError:
-        raise ValidationFailed("cursor was not issued by this endpoint") from None
-
-
 @router.get(
     "/profiles/{profile_id:uuid}/events",
     operation_id="listProfileEvents",
@@ -366,12 +354,12 @@ def list_profile_events(
         principal=principal,
         purpose=purpose,
         subject_id=str(profile_id),
-        after=_after_event(rt, page.cursor),
+        after=time_cursor_after(page.after, str),
         limit=page.limit,
     )
     return EventPage(
         items=[EventRead.model_validate(v, from_attributes=True) for v in views],
-        next_cursor=_event_cursor(rt, last),
+        next_cursor=encode_time_cursor(rt, last),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,15 +11,15 @@ from cdp.api import (
     PageDep,
     PurposeDep,
     Rfc3339Aware,
-    Runtime,
     RuntimeDep,
     SessionDep,
-    encode_cursor,
+    encode_time_cursor,
     known_query_only,
     require,
+    time_cursor_after,
 )
 from cdp.auth.principal import Principal
-from cdp.errors import ValidationFailed, problem_responses
+from cdp.errors import problem_responses
 from cdp.feedback import metrics, service
 from cdp.feedback.metrics import Period
 from cdp.feedback.schemas import (
@@ -99,20 +98,6 @@ def create_feedback(
     return _read(view)
 
 
-def _cursor(rt: Runtime, last: tuple[datetime, str] | None) -> str | None:
-    return encode_cursor(rt, f"{last[0].isoformat()}|{last[1]}") if last else None
-
-
-def _after(value: str | None) -> tuple[datetime, str] | None:
-    if value is None:
-        return None
-    at, _, fid = value.rpartition("|")
-    try:
-        return datetime.fromisoformat(at), fid
-    except ValueError as exc:
-        raise ValidationFailed("cursor was not issued by this server") from exc
-
-
 @router.get(
     "",
     operation_id="listFeedback",
@@ -155,10 +140,10 @@ def list_feedback(
             created_from=created_from,
             created_to=created_to,
         ),
-        after=_after(page.after),
+        after=time_cursor_after(page.after, str),
         limit=page.limit,
     )
-    return FeedbackPage(items=[_read(v) for v in views], next_cursor=_cursor(rt, last))
+    return FeedbackPage(items=[_read(v) for v in views], next_cursor=encode_time_cursor(rt, last))
 
 
 @router.get(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -13,12 +12,13 @@ from cdp.api import (
     PageDep,
     PurposeDep,
     Rfc3339Aware,
-    Runtime,
     RuntimeDep,
     SessionDep,
     encode_cursor,
+    encode_time_cursor,
     known_query_only,
     require,
+    time_cursor_after,
 )
 from cdp.auth.principal import Principal
 from cdp.crypto import SubjectKeys
@@ -199,20 +199,6 @@ def schedule_plan(
     )
 
 
-def _task_cursor(rt: Runtime, last: tuple[datetime, int] | None) -> str | None:
-    return encode_cursor(rt, f"{last[0].isoformat()}|{last[1]}") if last else None
-
-
-def _task_after(value: str | None) -> tuple[datetime, int] | None:
-    if value is None:
-        return None
-    at, _, tid = value.rpartition("|")
-    try:
-        return datetime.fromisoformat(at), int(tid)
-    except ValueError as exc:
-        raise ValidationFailed("cursor was not issued by this server") from exc
-
-
 @router.get(
     "/v1/followups",
     operation_id="listFollowupTasks",
@@ -258,10 +244,10 @@ def list_tasks(
             due_before=due_before,
             due_after=due_after,
         ),
-        after=_task_after(page.after),
+        after=time_cursor_after(page.after, int),
         limit=page.limit,
     )
-    return TaskPage(items=[_task(t) for t in found], next_cursor=_task_cursor(rt, last))
+    return TaskPage(items=[_task(t) for t in found], next_cursor=encode_time_cursor(rt, last))
 
 
 @router.patch(

@@ -4,7 +4,6 @@ submitting for customers, the compliance queue, and time-limited downloads."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
@@ -16,8 +15,9 @@ from cdp.api import (
     RuntimeDep,
     SessionDep,
     SubjectDep,
-    encode_cursor,
+    encode_time_cursor,
     require,
+    time_cursor_after,
 )
 from cdp.auth.principal import Principal
 from cdp.auth.ratelimit import RateLimiter
@@ -120,18 +120,11 @@ def _read(view: service.RequestView) -> RightsRequestRead:
     )
 
 
-def _after(value: str | None) -> tuple[datetime, str] | None:
-    if value is None:
-        return None
-    at, _, rid = value.rpartition("|")
-    return datetime.fromisoformat(at), rid
-
-
 def _page(rt: Runtime, views: list[service.RequestView], limit: int, due: bool) -> str | None:
     if len(views) < limit:
         return None
     last = views[-1].row
-    return encode_cursor(rt, f"{(last.due_at if due else last.received_at).isoformat()}|{last.id}")
+    return encode_time_cursor(rt, (last.due_at if due else last.received_at, last.id))
 
 
 # --- verification (no token: the code is the credential) --------------------------------------
@@ -242,7 +235,11 @@ def list_self_requests(
     session: SessionDep, rt: RuntimeDep, page: PageDep, subject: SubjectDep
 ) -> RightsRequestPage:
     views = service.list_own(
-        session, crypto=rt.crypto, subject_id=subject.id, after=_after(page.after), limit=page.limit
+        session,
+        crypto=rt.crypto,
+        subject_id=subject.id,
+        after=time_cursor_after(page.after, str),
+        limit=page.limit,
     )
     return RightsRequestPage(
         items=[_read(v) for v in views], next_cursor=_page(rt, views, page.limit, due=False)
@@ -352,7 +349,7 @@ def list_requests(
         status=status_,
         type_=type_,
         due_before=due_before,
-        after=_after(page.after),
+        after=time_cursor_after(page.after, str),
         limit=page.limit,
     )
     return RightsRequestPage(
