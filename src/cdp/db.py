@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    MetaData,
+    any_,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -164,3 +179,67 @@ def not_a_partition(conn: Any) -> Any:
         return name not in found[0]
 
     return include
+
+
+def _plain_type(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
+    return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`, one parameter whatever the
+    number of values, so the statement's text stays the same and the server prepares it."""
+    values = sorted(set(values))
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    array = postgresql.ARRAY(_plain_type(column.type))
+    return column == any_(bindparam(None, values, type_=array, unique=True))
+
+
+# (statement, column names) -> the statement reading its rows from unnest() parameters.
+_UNNEST: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _unnest(stmt: Any, names: tuple[str, ...]) -> Any:
+    table = stmt.table
+    arrays = []
+    for name in names:
+        kind = _plain_type(table.c[name].type)
+        # psycopg has no array of JSON parameters: JSON text, cast per element.
+        kind = postgresql.TEXT() if isinstance(kind, JSON) else kind
+        arrays.append(bindparam(name, type_=postgresql.ARRAY(kind)))
+    source = func.unnest(*arrays).table_valued(*names).render_derived()
+    columns = [
+        cast(source.c[name], table.c[name].type)
+        if isinstance(_plain_type(table.c[name].type), JSON)
+        else source.c[name]
+        for name in names
+    ]
+    return stmt.from_select(list(names), select(*columns))
+
+
+def execute_rows(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> Any:
+    """Runs an INSERT (with its ON CONFLICT) over rows that all have the same keys.
+
+    PostgreSQL: one statement that reads an array per column through unnest(), whose text is
+    the same for any number of rows, so the server parses and plans it once per connection;
+    an executemany would send one statement per row. Elsewhere: an executemany.
+    `stmt` should be built once and reused (SQLAlchemy then compiles it once too).
+    """
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return conn.execute(stmt, rows)
+    names = tuple(rows[0])
+    key = (stmt, names)
+    bulk = _UNNEST.get(key)
+    if bulk is None:
+        if len(_UNNEST) > 512:  # a caller that builds its statement per call
+            _UNNEST.clear()
+        bulk = _UNNEST[key] = _unnest(stmt, names)
+    table = stmt.table
+    params: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        if isinstance(_plain_type(table.c[name].type), JSON):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+        params[name] = values
+    return conn.execute(bulk, params)

@@ -9,7 +9,6 @@ from cdp.events.models import (
     Event,
     EventMessage,
     PlanViolation,
-    SubjectActivity,
     SubjectDaily,
 )
 from cdp.feedback.models import Feedback
@@ -52,7 +51,6 @@ __all__ = [
     "SegmentMember",
     "SegmentRefresh",
     "Source",
-    "SubjectActivity",
     "SubjectDaily",
     "SubjectStatus",
     "SubjectSummary",

@@ -233,7 +233,7 @@ def test_identify_links_the_visitor_and_backfills_its_events(
     segment(client, key, {**browse, "anonymousId": "v-5"})
     segment(client, key, {"type": "alias", "previousId": "v-5", "userId": "shop-4"})
     assert {e.subject_id for e in events(runtime)} == {subject}
-    assert activity(runtime, subject).event_count == 3  # type: ignore[union-attr]
+    assert activity(runtime, subject).events == 3  # type: ignore[union-attr]
 
 
 def test_unknown_user_id_counts_as_the_visitor_or_is_dropped(
@@ -340,7 +340,7 @@ def test_rollups_after_a_batch(client: TestClient, runtime: Runtime, app_h: dict
         ("2026-11-24", "Signed In"): (1, 0.0),
     }
     seen = activity(runtime, subject)
-    assert seen is not None and seen.event_count == 4
+    assert seen is not None and seen.events == 4
     assert seen.first_seen.isoformat() == "2026-11-24T23:59:59+00:00"
     assert seen.last_seen.isoformat() == "2026-11-25T17:00:00+00:00"
     # A second batch adds to the same rows.

@@ -13,7 +13,8 @@ from cdp.api import Runtime
 from cdp.audit.service import RequestContext
 from cdp.consent import status as subject_status
 from cdp.db import unit_of_work
-from cdp.events.models import Event, PlanViolation, SubjectActivity, SubjectDaily
+from cdp.events.models import Event, PlanViolation, SubjectDaily
+from cdp.segments.models import SubjectSummary
 
 Headers = Callable[..., dict[str, str]]
 SHA = "ab" * 32
@@ -77,9 +78,9 @@ def daily(rt: Runtime, subject: str) -> dict[tuple[str, str], tuple[int, float]]
         return {(r.day.isoformat(), r.name): (r.count, float(r.revenue)) for r in rows}
 
 
-def activity(rt: Runtime, subject: str) -> SubjectActivity | None:
+def activity(rt: Runtime, subject: str) -> SubjectSummary | None:
     with unit_of_work(rt.sessions) as session:
-        return session.get(SubjectActivity, subject)
+        return session.get(SubjectSummary, subject)
 
 
 def violations(rt: Runtime, source_id: str) -> dict[tuple[str, str], int]:

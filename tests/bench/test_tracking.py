@@ -226,7 +226,7 @@ def _p(latencies: list[float], q: float) -> float:
 
 
 def test_sustained_batch_ingestion_on_postgresql(tracked: dict[str, Any]) -> None:
-    n_batches = 400
+    n_batches = int(os.environ.get("CDP_BENCH_BATCHES", "400"))
     bodies = [
         json.dumps({"batch": [_message(b * BATCH + i) for i in range(BATCH)]}).encode()
         for b in range(n_batches)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cdp.consent import service as consent
+from cdp.db import one_of
 from cdp.events.models import AnonymousVisitor
 from cdp.events.writes import Visitor
 from cdp.policy import Policy, Purpose, SubjectState
@@ -63,7 +64,7 @@ def subjects_by_user_key(session: Session, user_keys: set[str]) -> dict[str, str
         return {}
     rows = session.execute(
         select(Identity.blind_index, Identity.subject_id).where(
-            Identity.kind == EXTERNAL_ID, Identity.blind_index.in_(sorted(user_keys))
+            Identity.kind == EXTERNAL_ID, one_of(session, Identity.blind_index, user_keys)
         )
     )
     return {index: subject for index, subject in rows}
@@ -72,7 +73,7 @@ def subjects_by_user_key(session: Session, user_keys: set[str]) -> dict[str, str
 def existing_profiles(session: Session, profile_ids: set[str]) -> set[str]:
     if not profile_ids:
         return set()
-    return set(session.scalars(select(Profile.id).where(Profile.id.in_(sorted(profile_ids)))))
+    return set(session.scalars(select(Profile.id).where(one_of(session, Profile.id, profile_ids))))
 
 
 def visitors(session: Session, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], Visitor]:
@@ -84,8 +85,8 @@ def visitors(session: Session, wanted: set[tuple[str, str]]) -> dict[tuple[str, 
         select(
             table.source_id, table.anonymous_key, table.subject_id, table.consent, table.last_seen
         ).where(
-            table.source_id.in_(sorted({s for s, _ in wanted})),
-            table.anonymous_key.in_(sorted({k for _, k in wanted})),
+            one_of(session, table.source_id, {s for s, _ in wanted}),
+            one_of(session, table.anonymous_key, {k for _, k in wanted}),
         )
     )
     found = {

@@ -22,7 +22,6 @@ from cdp.events.models import (
     Event,
     EventMessage,
     PlanViolation,
-    SubjectActivity,
     SubjectDaily,
 )
 from cdp.events.plan import EMPTY_PLAN, IDENTITY_CATEGORY, IDENTITY_TYPES
@@ -156,7 +155,6 @@ def erase_subject(session: Session, *, subject_id: str) -> int:
     erasure; the sealed properties are already unreadable once the subject key is shredded)."""
     gone = _count(session.execute(delete(Event).where(Event.subject_id == subject_id)))
     session.execute(delete(SubjectDaily).where(SubjectDaily.subject_id == subject_id))
-    session.execute(delete(SubjectActivity).where(SubjectActivity.subject_id == subject_id))
     session.execute(delete(AnonymousVisitor).where(AnonymousVisitor.subject_id == subject_id))
     return gone
 

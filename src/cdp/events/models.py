@@ -90,17 +90,6 @@ class SubjectDaily(Base):
     revenue: Mapped[Decimal] = mapped_column(Numeric(18, 2))
 
 
-class SubjectActivity(Base):
-    """When a subject was first and last seen, and how many events it has sent."""
-
-    __tablename__ = "subject_activity"
-
-    subject_id: Mapped[str] = mapped_column(SUBJECT, primary_key=True)
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    event_count: Mapped[int] = mapped_column(BigInteger)
-
-
 class PlanViolation(Base):
     """Counts of what a source sent that was dropped or rejected, by kind and event name."""
 

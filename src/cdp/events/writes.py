@@ -1,5 +1,6 @@
 """Set-based writes of an ingested batch: the events (COPY on PostgreSQL), the de-duplication
-keys, the daily rollups, activity, anonymous visitors and violation counters, one statement each.
+keys, the daily rollups, the subject summaries, anonymous visitors and violation counters, one
+statement each.
 
 Every statement sorts its rows by key, so concurrent batches take row locks in one order and
 cannot deadlock; every upsert is INSERT ... ON CONFLICT, never a read-then-write.
@@ -13,18 +14,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cdp.db import execute_rows
 from cdp.events.models import (
     AnonymousVisitor,
     Event,
     EventMessage,
     PlanViolation,
-    SubjectActivity,
     SubjectDaily,
 )
 from cdp.events.plan import IDENTITY_TYPES, REVENUE
@@ -38,26 +40,65 @@ CENT = Decimal("0.01")
 EVENTS = cast(Table, Event.__table__)
 MESSAGES = cast(Table, EventMessage.__table__)
 DAILY = cast(Table, SubjectDaily.__table__)
-ACTIVITY = cast(Table, SubjectActivity.__table__)
 VISITORS = cast(Table, AnonymousVisitor.__table__)
 VIOLATIONS = cast(Table, PlanViolation.__table__)
 
 
-def _insert(session: Session, table: Table) -> Any:
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(dialect: str, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite alike)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
-def _least(session: Session, a: Any, b: Any) -> Any:
-    pg = session.get_bind().dialect.name == "postgresql"
-    return func.least(a, b) if pg else func.min(a, b)
+# The upserts are built once per dialect: SQLAlchemy then compiles each once, and on
+# PostgreSQL db.execute_rows sends the same text every time, which the server prepares.
+@cache
+def _claim(dialect: str) -> Any:
+    return (
+        _insert(dialect, MESSAGES)
+        .on_conflict_do_nothing(index_elements=["source_id", "message_id"])
+        .returning(MESSAGES.c.message_id)
+    )
 
 
-def _greatest(session: Session, a: Any, b: Any) -> Any:
-    pg = session.get_bind().dialect.name == "postgresql"
-    return func.greatest(a, b) if pg else func.max(a, b)
+@cache
+def _daily(dialect: str) -> Any:
+    stmt = _insert(dialect, DAILY)
+    return stmt.on_conflict_do_update(
+        index_elements=["subject_id", "day", "name"],
+        set_={
+            "count": DAILY.c.count + stmt.excluded.count,
+            "revenue": DAILY.c.revenue + stmt.excluded.revenue,
+        },
+    )
+
+
+@cache
+def _visitors(dialect: str) -> Any:
+    stmt = _insert(dialect, VISITORS)
+    return stmt.on_conflict_do_update(
+        index_elements=["source_id", "anonymous_key"],
+        set_={
+            "subject_id": func.coalesce(stmt.excluded.subject_id, VISITORS.c.subject_id),
+            "consent": func.coalesce(stmt.excluded.consent, VISITORS.c.consent),
+            "last_seen": stmt.excluded.last_seen,
+        },
+    )
+
+
+@cache
+def _violations(dialect: str) -> Any:
+    stmt = _insert(dialect, VIOLATIONS)
+    return stmt.on_conflict_do_update(
+        index_elements=["source_id", "kind", "name"],
+        set_={
+            "count": VIOLATIONS.c.count + stmt.excluded.count,
+            "last_seen": stmt.excluded.last_seen,
+        },
+    )
 
 
 def claim_messages(
@@ -68,18 +109,13 @@ def claim_messages(
     ids = sorted(set(message_ids))
     if not ids:
         return set()
-    stmt = (
-        _insert(session, MESSAGES)
-        .on_conflict_do_nothing(index_elements=["source_id", "message_id"])
-        .returning(MESSAGES.c.message_id)
-    )
     rows = [{"source_id": source_id, "message_id": m, "received_at": received_at} for m in ids]
-    return set(session.execute(stmt, rows).scalars())
+    return set(execute_rows(session, _claim(dialect_of(session)), rows).scalars())
 
 
 @dataclass
 class Rollup:
-    """What one batch adds to subject_daily and subject_activity."""
+    """What one batch adds to subject_daily and subject_summary."""
 
     daily: dict[tuple[str, date, str], list[Any]] = field(default_factory=dict)
     activity: dict[str, list[Any]] = field(default_factory=dict)
@@ -104,35 +140,13 @@ def revenue_of(value: Any) -> Decimal | None:
 
 
 def write_rollup(session: Session, rollup: Rollup) -> None:
+    """The daily rollups, then the per-subject summary (first/last seen, rings) they feed."""
     if rollup.daily:
-        stmt = _insert(session, DAILY)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["subject_id", "day", "name"],
-            set_={
-                "count": DAILY.c.count + stmt.excluded.count,
-                "revenue": DAILY.c.revenue + stmt.excluded.revenue,
-            },
-        )
         rows = [
             {"subject_id": s, "day": d, "name": n, "count": c, "revenue": r}
             for (s, d, n), (c, r) in sorted(rollup.daily.items())
         ]
-        session.execute(stmt, rows)
-    if rollup.activity:
-        stmt = _insert(session, ACTIVITY)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["subject_id"],
-            set_={
-                "first_seen": _least(session, ACTIVITY.c.first_seen, stmt.excluded.first_seen),
-                "last_seen": _greatest(session, ACTIVITY.c.last_seen, stmt.excluded.last_seen),
-                "event_count": ACTIVITY.c.event_count + stmt.excluded.event_count,
-            },
-        )
-        rows = [
-            {"subject_id": s, "first_seen": a, "last_seen": b, "event_count": n}
-            for s, (a, b, n) in sorted(rollup.activity.items())
-        ]
-        session.execute(stmt, rows)
+        execute_rows(session, _daily(dialect_of(session)), rows)
     write_summary(session, rollup)
 
 
@@ -190,18 +204,8 @@ def write_visitors(
                 "last_seen": at,
             }
         )
-    if not rows:
-        return
-    stmt = _insert(session, VISITORS)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["source_id", "anonymous_key"],
-        set_={
-            "subject_id": func.coalesce(stmt.excluded.subject_id, VISITORS.c.subject_id),
-            "consent": func.coalesce(stmt.excluded.consent, VISITORS.c.consent),
-            "last_seen": stmt.excluded.last_seen,
-        },
-    )
-    session.execute(stmt, rows)
+    if rows:
+        execute_rows(session, _visitors(dialect_of(session)), rows)
 
 
 def write_violations(
@@ -209,11 +213,6 @@ def write_violations(
 ) -> None:
     if not tally:
         return
-    stmt = _insert(session, VIOLATIONS)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["source_id", "kind", "name"],
-        set_={"count": VIOLATIONS.c.count + stmt.excluded.count, "last_seen": at},
-    )
     rows = [
         {
             "source_id": source_id,
@@ -225,7 +224,7 @@ def write_violations(
         }
         for (source_id, kind, name), n in sorted(tally.items())
     ]
-    session.execute(stmt, rows)
+    execute_rows(session, _violations(dialect_of(session)), rows)
 
 
 _COLUMNS = (
@@ -251,8 +250,8 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
     """One statement for the batch: COPY on PostgreSQL (a fraction of the per-row cost of an
     INSERT), else a Core executemany (the ORM's bulk insert would split rows whose None values
     differ, identified and anonymous, into one statement each)."""
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(EVENTS), rows)
+    if dialect_of(session) != "postgresql":
+        session.connection().execute(insert(EVENTS), rows)
         return
     conn = session.connection().connection.driver_connection
     assert conn is not None

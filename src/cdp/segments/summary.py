@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, case, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cdp.db import execute_rows
 from cdp.segments.models import MONTH_SLOTS, WEEK_SLOTS, SubjectSummary
 
 if TYPE_CHECKING:
@@ -104,40 +106,45 @@ def _slot(tag: Any, value: Any, new_tag: Any, new_value: Any) -> tuple[Any, Any]
     return case((or_(tag.is_(None), tag < new_tag), new_tag), else_=tag), merged
 
 
+@cache
+def _upsert(dialect: str, ms: int, ws: int) -> Any:
+    """The summary upsert writing month slot ms and week slot ws, built once per dialect."""
+    pg = dialect == "postgresql"
+    stmt = (postgresql.insert if pg else sqlite.insert)(SUMMARY)
+    new = stmt.excluded
+    c = SUMMARY.c
+    m_tag, m_rev = _slot(c[f"m{ms}"], c[f"mr{ms}"], new[f"m{ms}"], new[f"mr{ms}"])
+    _, m_ord = _slot(c[f"m{ms}"], c[f"mo{ms}"], new[f"m{ms}"], new[f"mo{ms}"])
+    w_tag, w_act = _slot(c[f"w{ws}"], c[f"wa{ws}"], new[f"w{ws}"], new[f"wa{ws}"])
+    least, greatest = (func.least, func.greatest) if pg else (func.min, func.max)
+    return stmt.on_conflict_do_update(
+        index_elements=["subject_id"],
+        set_={
+            "first_seen": least(c.first_seen, new.first_seen),
+            "last_seen": greatest(c.last_seen, new.last_seen),
+            "events": c.events + new.events,
+            "orders": c.orders + new.orders,
+            "revenue": c.revenue + new.revenue,
+            "first_purchase": _nullsafe("least", c.first_purchase, new.first_purchase),
+            "last_purchase": _nullsafe("greatest", c.last_purchase, new.last_purchase),
+            f"m{ms}": m_tag,
+            f"mr{ms}": m_rev,
+            f"mo{ms}": m_ord,
+            f"w{ws}": w_tag,
+            f"wa{ws}": w_act,
+        },
+    )
+
+
 def write_summary(session: Session, rollup: Rollup) -> None:
     """Upserts the batch's rollup into subject_summary: one statement per (month, week) the
     batch touched, usually one; rows sorted by subject so concurrent batches cannot deadlock."""
     if not rollup.daily:
         return
-    pg = session.get_bind().dialect.name == "postgresql"
+    dialect = session.get_bind().dialect.name
     groups = summary_rows(rollup.daily, rollup.activity, rollup.purchases)
     for (month, week), rows in sorted(groups.items()):
-        ms, ws = month % MONTH_SLOTS, week % WEEK_SLOTS
-        stmt = (postgresql.insert if pg else sqlite.insert)(SUMMARY)
-        new = stmt.excluded
-        c = SUMMARY.c
-        m_tag, m_rev = _slot(c[f"m{ms}"], c[f"mr{ms}"], new[f"m{ms}"], new[f"mr{ms}"])
-        _, m_ord = _slot(c[f"m{ms}"], c[f"mo{ms}"], new[f"m{ms}"], new[f"mo{ms}"])
-        w_tag, w_act = _slot(c[f"w{ws}"], c[f"wa{ws}"], new[f"w{ws}"], new[f"wa{ws}"])
-        least, greatest = (func.least, func.greatest) if pg else (func.min, func.max)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["subject_id"],
-            set_={
-                "first_seen": least(c.first_seen, new.first_seen),
-                "last_seen": greatest(c.last_seen, new.last_seen),
-                "events": c.events + new.events,
-                "orders": c.orders + new.orders,
-                "revenue": c.revenue + new.revenue,
-                "first_purchase": _nullsafe("least", c.first_purchase, new.first_purchase),
-                "last_purchase": _nullsafe("greatest", c.last_purchase, new.last_purchase),
-                f"m{ms}": m_tag,
-                f"mr{ms}": m_rev,
-                f"mo{ms}": m_ord,
-                f"w{ws}": w_tag,
-                f"wa{ws}": w_act,
-            },
-        )
-        session.execute(stmt, rows)
+        execute_rows(session, _upsert(dialect, month % MONTH_SLOTS, week % WEEK_SLOTS), rows)
 
 
 def rows_for_insert(
