@@ -36,6 +36,7 @@ format: install
 
 ## make bench: the benchmarks under tests/bench (not part of make test)
 bench: install
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/pytest -q -s tests/bench
 
 openapi: install

@@ -57,7 +57,13 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
+async def _runtime_dependency(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function dependency in the thread pool, a thread hop
+    # on every request for an attribute read.
+    return runtime(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
 
 
 def request_id(request: Request) -> str | None:

@@ -28,6 +28,14 @@ class WriteKeys:
         self._known: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, write_key: str) -> str | None:
+        """The source the key names if it was looked up within the TTL, without the database;
+        None says nothing (look it up with source_id)."""
+        if not write_key or len(write_key) > service.MAX_WRITE_KEY:
+            return None
+        found = self._known.get(fingerprint(write_key))
+        return found[0] if found is not None and found[1] > time.monotonic() else None
+
     def source_id(self, session: Session, write_key: str) -> str | None:
         """The active source the key names, or None."""
         if not write_key or len(write_key) > service.MAX_WRITE_KEY:

@@ -12,10 +12,12 @@ exit when idle and start again on the next request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,7 +45,8 @@ WAIT_SECONDS = 60.0
 class _Job:
     prepared: Prepared
     redo: Callable[[], Prepared]
-    done: threading.Event = field(default_factory=threading.Event)
+    # Called by the committer thread once the job is settled (committed or failed).
+    settled: Callable[[], None]
     error: BaseException | None = None
 
 
@@ -72,7 +75,41 @@ class GroupCommit:
     def submit(self, prepared: Prepared, redo: Callable[[], Prepared]) -> IngestResult:
         """Stores a prepared request with whatever else is queued; returns once committed.
         `redo` prepares the request again, for a retry in a transaction of its own."""
-        job = _Job(prepared, redo)
+        done = threading.Event()
+        job = _Job(prepared, redo, done.set)
+        self._enqueue(job)
+        if not done.wait(WAIT_SECONDS):
+            raise ServiceUnavailable("the event store did not answer in time; retry")
+        return self._outcome(job)
+
+    async def submit_async(self, prepared: Prepared, redo: Callable[[], Prepared]) -> IngestResult:
+        """submit() for the event loop: waits for the commit without holding a thread."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def settled() -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(resolve)
+
+        job = _Job(prepared, redo, settled)
+        self._enqueue(job)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), WAIT_SECONDS)
+        except TimeoutError:
+            raise ServiceUnavailable("the event store did not answer in time; retry") from None
+        return self._outcome(job)
+
+    @staticmethod
+    def _outcome(job: _Job) -> IngestResult:
+        if job.error is not None:
+            raise job.error
+        return job.prepared.result
+
+    def _enqueue(self, job: _Job) -> None:
         with self._cond:
             self._queue.append(job)
             backlog = sum(len(j.prepared.items) for j in self._queue)
@@ -83,11 +120,6 @@ class GroupCommit:
                 self._threads += 1
                 threading.Thread(target=self._run, name="cdp-group-commit", daemon=True).start()
             self._cond.notify()
-        if not job.done.wait(WAIT_SECONDS):
-            raise ServiceUnavailable("the event store did not answer in time; retry")
-        if job.error is not None:
-            raise job.error
-        return job.prepared.result
 
     def _take(self) -> list[_Job] | None:
         with self._cond:
@@ -118,7 +150,7 @@ class GroupCommit:
                     job.error = job.error or exc
             finally:
                 for job in jobs:
-                    job.done.set()
+                    job.settled()
 
     def _store(self, jobs: list[_Job]) -> None:
         policy = self._policy()

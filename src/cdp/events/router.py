@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cdp.api import (
@@ -32,9 +33,10 @@ from cdp.api import (
     runtime,
     time_cursor_after,
 )
+from cdp.audit.service import RequestContext
 from cdp.auth import service as auth
 from cdp.auth.principal import Principal
-from cdp.db import utcnow
+from cdp.db import unit_of_work, utcnow
 from cdp.errors import (
     BatchTooLarge,
     CdpError,
@@ -233,34 +235,74 @@ def _admit(request: Request, rt: Runtime, principal: Principal) -> None:
         raise RateLimited("rate limit exceeded for this source", headers={"Retry-After": str(wait)})
 
 
-def _header_source(
-    request: Request, session: Any, rt: Runtime, header_key: str | None
-) -> str | None:
-    """The caller named by a header: Basic (write key as user name), Bearer (a token with
-    events:write) or X-Write-Key; None when no header names one (the body may)."""
+def _header_credentials(request: Request, header_key: str | None) -> tuple[str, str] | None:
+    """What the headers name: ("key", write key) from Basic (the user name) or X-Write-Key,
+    ("bearer", token), or None (the body may name a write key)."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:
             user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
         except (binascii.Error, UnicodeDecodeError):
             raise InvalidWriteKey("malformed Basic credentials") from None
-        return _by_write_key(request, session, rt, user)
+        return "key", user
     if scheme.lower() == "bearer":
-        claims = rt.tokens.verify(value.strip())
+        return "bearer", value.strip()
+    return ("key", header_key) if header_key else None
+
+
+def _source_in_session(request: Request, rt: Runtime, kind: str, credential: str) -> str:
+    """The source of a write key not remembered yet, or of a bearer token with events:write:
+    both need the database, so this runs in the thread pool."""
+    with unit_of_work(rt.sessions) as session:
+        session.info["ctx"] = RequestContext(rt.policy.version, request_id(request))
+        if kind == "key":
+            return _by_write_key(request, session, rt, credential)
+        claims = rt.tokens.verify(credential)
         principal = auth.principal_from_claims(session, policy=rt.policy, claims=claims)
         if not principal.has_scope(EVENTS_WRITE):
             raise InsufficientScope(f"this operation needs scope {EVENTS_WRITE}")
         _admit(request, rt, principal)
         return principal.id
-    if header_key:
-        return _by_write_key(request, session, rt, header_key)
-    return None
 
 
-def _segment_endpoint(kind: str) -> Callable[..., SegmentResult]:
-    def endpoint(
+async def _source(request: Request, rt: Runtime, kind: str, credential: str) -> str:
+    if kind == "key":
+        known = rt.write_keys.cached(credential)
+        if known is not None:
+            _admit(request, rt, Principal(kind="source", id=known, role="source"))
+            return known
+    return await run_in_threadpool(_source_in_session, request, rt, kind, credential)
+
+
+# Bodies larger than this are parsed and checked in the thread pool, not on the event loop.
+_INLINE_BODY_BYTES = 64 * 1024
+
+
+def _parse_and_prepare(
+    rt: Runtime, raw: bytes, kind: str, received_at: datetime, source_id: str | None
+) -> tuple[segment.Body, Prepared | None]:
+    body = segment.parse(raw, kind=kind, received_at=received_at)
+    if source_id is None:
+        return body, None
+    return body, _prepare(rt, source_id, body.messages, received_at, strict=True)
+
+
+def _prepare(
+    rt: Runtime, source_id: str, messages: list[Message], received_at: datetime, *, strict: bool
+) -> Prepared:
+    return service.prepare(
+        crypto=rt.crypto,
+        policy=rt.policy,
+        source_id=source_id,
+        messages=messages,
+        received_at=received_at,
+        strict=strict,
+    )
+
+
+def _segment_endpoint(kind: str) -> Callable[..., Coroutine[Any, Any, SegmentResult]]:
+    async def endpoint(
         request: Request,
-        session: SessionDep,
         rt: RuntimeDep,
         raw: Annotated[bytes, Depends(segment_body)],
         x_write_key: Annotated[
@@ -268,22 +310,28 @@ def _segment_endpoint(kind: str) -> Callable[..., SegmentResult]:
             Header(max_length=200, description="The source's write key (or Basic, or body)."),
         ] = None,
     ) -> SegmentResult:
+        """Async: a request whose write key is remembered never takes a thread; it waits for
+        the group commit on the event loop (SDKs send many small requests at once)."""
         received_at = utcnow()
-        source_id = _header_source(request, session, rt, x_write_key)
-        body = segment.parse(raw, kind=kind, received_at=received_at)
+        credentials = _header_credentials(request, x_write_key)
+        source_id = await _source(request, rt, *credentials) if credentials else None
+        if len(raw) > _INLINE_BODY_BYTES:
+            body, prepared = await run_in_threadpool(
+                _parse_and_prepare, rt, raw, kind, received_at, source_id
+            )
+        else:
+            body, prepared = _parse_and_prepare(rt, raw, kind, received_at, source_id)
         if source_id is None:
             if body.write_key is None:
                 raise WriteKeyRequired(
                     "a write key is required: writeKey in the body, Basic or X-Write-Key"
                 )
-            source_id = _by_write_key(request, session, rt, body.write_key)
-        result = _ingest(
-            session,
-            rt,
-            source_id=source_id,
-            messages=body.messages,
-            received_at=received_at,
-            strict=True,
+            source_id = await _source(request, rt, "key", body.write_key)
+        if prepared is None:
+            prepared = _prepare(rt, source_id, body.messages, received_at, strict=True)
+        messages, sid = body.messages, source_id
+        result = await _group_commit(rt).submit_async(
+            prepared, lambda: _prepare(rt, sid, messages, received_at, strict=True)
         )
         return SegmentResult(**_result(result))
 
