@@ -268,6 +268,7 @@ def _crypto(settings: Settings) -> object:
     """The Crypto of these settings, with an embedded key store migrated if need be."""
     from cdp.crypto import (
         Crypto,
+        KmsUnavailable,
         MasterKeyConfigError,
         keystore_is_current,
         master_key_provider,
@@ -287,6 +288,8 @@ def _crypto(settings: Settings) -> object:
         _ = provider.current_id
     except (MasterKeyConfigError, OSError) as exc:
         _fail(f"master key: {exc}")
+    except KmsUnavailable as exc:
+        _fail(f"master key: {exc.detail} (CDP_VAULT_ADDR, CDP_VAULT_TOKEN, CDP_VAULT_NAMESPACE)")
     return Crypto(engine, provider)
 
 
@@ -303,9 +306,17 @@ def keys_upgrade() -> None:
 def keys_rotate(
     batch: Annotated[int, typer.Option(min=1, help="Data keys re-wrapped per transaction.")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    rewrap_only: Annotated[
+        bool,
+        typer.Option(
+            "--rewrap-only",
+            help="Add no master-key version; move data keys to the current one (e.g. after "
+            "the Vault transit key was rotated in Vault).",
+        ),
+    ] = False,
 ) -> None:
     """New master-key version, re-wrap every data key online, retire versions nothing uses."""
-    from cdp.crypto import Crypto, LocalMasterKeys
+    from cdp.crypto import Crypto, KmsUnavailable, LocalMasterKeys, VaultTransitKeys
     from cdp.crypto.masterkey import add_version, retire_version
 
     settings = Settings()
@@ -313,11 +324,19 @@ def keys_rotate(
     assert isinstance(crypto, Crypto)
     provider = crypto.provider
     path = provider.path if isinstance(provider, LocalMasterKeys) else None
-    if path is not None:
-        new_id = add_version(path)
-        if not as_json:
-            typer.echo(f"master key {new_id} added to {path} and made current")
-    report = crypto.rotate(batch=batch)
+    vault = provider if isinstance(provider, VaultTransitKeys) else None
+    try:
+        if path is not None and not rewrap_only:
+            new_id = add_version(path)
+            if not as_json:
+                typer.echo(f"master key {new_id} added to {path} and made current")
+        if vault is not None and not rewrap_only:
+            new_id = vault.rotate_master()
+            if not as_json:
+                typer.echo(f"Vault transit key {vault.key} rotated: {new_id} is current")
+        report = crypto.rotate(batch=batch)
+    except KmsUnavailable as exc:
+        _fail(f"rotation stopped, run it again when Vault answers: {exc.detail}")
     retired: list[str] = []
     if path is not None and report.failed == 0:
         for version in report.unused_versions:
@@ -333,6 +352,13 @@ def keys_rotate(
         )
         if retired:
             typer.echo(f"retired from {path}: {', '.join(retired)}")
+        elif vault is not None and report.unused_versions and not report.failed:
+            floor = min(int(v[1:]) for v in [report.target, *report.deks_per_version])
+            typer.echo(
+                f"no longer used: {', '.join(report.unused_versions)}; Vault can stop decrypting "
+                f"them: vault write {vault.mount}/keys/{vault.key}/config "
+                f"min_decryption_version={floor}"
+            )
         elif path is None and report.unused_versions:
             typer.echo(
                 f"no longer used: {', '.join(report.unused_versions)}; remove them from "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,20 @@ class Settings(BaseSettings):
     policy_dir: Path = Field(default_factory=_default_policy_dir)
     master_key: str | None = None
     master_key_file: Path | None = None
+    # Where master keys live: `local` (the two settings above) or `vault` (HashiCorp Vault's
+    # transit engine wraps the data keys; no master key ever enters the process).
+    kms_provider: Literal["local", "vault"] = "local"
+    vault_addr: str | None = Field(default=None, description="e.g. https://vault.internal:8200")
+    vault_token: SecretStr | None = None
+    vault_token_file: Path | None = Field(
+        default=None, description="Re-read when it changes (a Vault Agent token sink)."
+    )
+    vault_namespace: str | None = Field(default=None, description="Vault Enterprise namespace.")
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str = "cdp"
+    vault_ca_cert: Path | None = Field(default=None, description="CA bundle for Vault's TLS.")
+    vault_timeout_seconds: float = Field(default=5.0, gt=0)
+    vault_retries: int = Field(default=3, ge=0, description="Retries on 5xx, 429 or no answer.")
     jwt_secret: str | None = None
     jwt_private_key_file: Path | None = None
     jwt_issuer: str = "cdp"

@@ -1,7 +1,8 @@
 """Envelope encryption: one data key (DEK) per subject, wrapped by the master key, shreddable.
 
 Unwrapped DEKs live only in a SubjectKeys object (one batch of work), never in a process-wide
-cache, so a subject shredded by another process cannot be decrypted here a moment later. The
+cache, so a subject shredded by another process cannot be decrypted here a moment later. (The
+one exception: new keys of subject ids not handed out yet, which nothing was sealed with.) The
 blind-index key is not per subject and is cached in the Crypto object.
 """
 
@@ -20,10 +21,10 @@ from sqlalchemy import Engine, text
 from cdp.crypto import keystore as store
 from cdp.crypto.aead import KEY_BYTES, field_aad, open_parsed, parse, seal_text
 from cdp.crypto.blind_index import index_of, normalise
-from cdp.crypto.masterkey import MasterKeyProvider
+from cdp.crypto.masterkey import BatchMasterKeyProvider, MasterKeyProvider, wrap_many
 from cdp.crypto.rotation import KeyStatus, RotationReport, dek_aad, index_key_aad, rotate, status
 from cdp.db import utcnow
-from cdp.errors import CiphertextInvalid, SubjectKeyMissing
+from cdp.errors import CiphertextInvalid, MasterKeyUnavailable, SubjectKeyMissing
 
 MAX_REASON = 200
 # Subject ids handed out by new_subject_id get their keys made this many at a time.
@@ -34,7 +35,7 @@ _Wrapped = tuple[int, str, bytes]  # key version, master-key version, wrapped DE
 class SubjectKeys:
     """The data keys of a batch of subjects, unwrapped on first use; not shared between threads."""
 
-    __slots__ = ("_create", "_crypto", "_missing", "_open", "_wrapped")
+    __slots__ = ("_create", "_crypto", "_failed", "_missing", "_open", "_wrapped")
 
     def __init__(
         self, crypto: Crypto, wrapped: dict[str, _Wrapped], missing: set[str], *, create: bool
@@ -44,6 +45,7 @@ class SubjectKeys:
         self._wrapped = wrapped
         self._missing = missing
         self._open: dict[str, tuple[int, AESGCM]] = {}
+        self._failed: dict[str, MasterKeyUnavailable] = {}
 
     def __contains__(self, subject_id: object) -> bool:
         return subject_id in self._open or subject_id in self._wrapped
@@ -62,11 +64,28 @@ class SubjectKeys:
                 self._missing.add(subject_id)
                 raise SubjectKeyMissing("no data key for this subject: its data was erased")
             self._missing.discard(subject_id)
+        batch = self._crypto.batch_provider
+        if batch is not None and subject_id in self._wrapped:
+            self._open_all(batch)
+            failed = self._failed.get(subject_id)
+            if failed is not None:
+                raise failed
+            return self._open[subject_id]
         version, kek_id, blob = wrapped
         dek = self._crypto.provider.unwrap(kek_id, blob, aad=dek_aad(subject_id))
         found = (version, AESGCM(dek))
         self._open[subject_id] = found
         return found
+
+    def _open_all(self, provider: BatchMasterKeyProvider) -> None:
+        """Unwraps every key of the batch not yet open in one request (a remote KMS)."""
+        pending = [s for s in self._wrapped if s not in self._open and s not in self._failed]
+        items = [(self._wrapped[s][1], self._wrapped[s][2], dek_aad(s)) for s in pending]
+        for subject_id, dek in zip(pending, provider.unwrap_many(items), strict=True):
+            if isinstance(dek, MasterKeyUnavailable):
+                self._failed[subject_id] = dek
+            else:
+                self._open[subject_id] = (self._wrapped[subject_id][0], AESGCM(dek))
 
     def seal(self, subject_id: str, table: str, column: str, plaintext: str) -> str:
         """Encrypts one field value (SubjectKeyMissing without a key, unless created)."""
@@ -91,9 +110,11 @@ class Crypto:
     def __init__(self, keystore: Engine, provider: MasterKeyProvider) -> None:
         self.keystore = keystore
         self.provider = provider
+        # Looked up once: an isinstance check against a Protocol costs more than a seal.
+        self.batch_provider = provider if isinstance(provider, BatchMasterKeyProvider) else None
         self._index_key: bytes | None = None
         self._index_lock = threading.Lock()
-        self._fresh_ids: list[str] = []
+        self._fresh: list[tuple[str, int, bytes]] = []  # (subject id, key version, data key)
         self._fresh_lock = threading.Lock()
 
     # --- data keys ----------------------------------------------------------------------------
@@ -111,18 +132,32 @@ class Crypto:
         return wrapped, missing
 
     def _create_keys(self, subject_ids: list[str]) -> dict[str, _Wrapped]:
+        wrapped, _ = self._store_new_keys(subject_ids)
+        lost = [sid for sid in subject_ids if sid not in wrapped]
+        if lost:  # another writer created these keys first: theirs are the ones in use
+            for sid, ver, kek, blob in store.fetch_subject_keys(self.keystore, lost):
+                wrapped[sid] = (ver, kek, blob)
+        return wrapped
+
+    def _store_new_keys(
+        self, subject_ids: list[str]
+    ) -> tuple[dict[str, _Wrapped], dict[str, bytes]]:
+        """New data keys, wrapped and stored in one key-store statement: (wrapped, plain) of
+        those stored (a subject that had a key already is left out of both)."""
         fresh = {sid: os.urandom(KEY_BYTES) for sid in subject_ids}
-        sealed = {sid: self.provider.wrap(dek, aad=dek_aad(sid)) for sid, dek in fresh.items()}
+        sealed = dict(
+            zip(
+                fresh,
+                wrap_many(self.provider, [(dek, dek_aad(sid)) for sid, dek in fresh.items()]),
+                strict=True,
+            )
+        )
         versions = store.insert_subject_keys(self.keystore, sealed, created_at=utcnow())
         wrapped: dict[str, _Wrapped] = {
             sid: (version, *sealed[sid]) for sid, version in versions.items()
         }
         self._follow_rotation(wrapped, fresh)
-        lost = [sid for sid in subject_ids if sid not in versions]
-        if lost:  # another writer created these keys first: theirs are the ones in use
-            for sid, ver, kek, blob in store.fetch_subject_keys(self.keystore, lost):
-                wrapped[sid] = (ver, kek, blob)
-        return wrapped
+        return wrapped, {sid: fresh[sid] for sid in wrapped}
 
     def _follow_rotation(self, wrapped: dict[str, _Wrapped], fresh: dict[str, bytes]) -> None:
         """Re-wraps keys just stored under a master key that was rotated meanwhile.
@@ -136,9 +171,9 @@ class Crypto:
         if not stale:
             return
         now, updates = utcnow(), []
-        for sid in stale:
+        again = wrap_many(self.provider, [(fresh[sid], dek_aad(sid)) for sid in stale])
+        for sid, (kek_id, blob) in zip(stale, again, strict=True):
             version, old_kek, _ = wrapped[sid]
-            kek_id, blob = self.provider.wrap(fresh[sid], aad=dek_aad(sid))
             wrapped[sid] = (version, kek_id, blob)
             updates.append(
                 {
@@ -169,12 +204,28 @@ class Crypto:
         a key-store read instead of a write; ids never used leave keys without data (harmless,
         as does a create that fails after its first seal).
         """
+        return self.new_subjects(1)[0][0]
+
+    def new_subjects(self, n: int) -> tuple[list[str], SubjectKeys]:
+        """n new random subject ids (UUID4) whose data keys already exist, and those keys,
+        open: a batch of new profiles costs no key-store read and no unwrap.
+
+        Keys are made in multiples of ID_BATCH in one key-store statement; the ones left over
+        wait, unwrapped, for the next new subjects. Only keys no data was sealed with yet are
+        kept that way, so no erasure can miss them.
+        """
         with self._fresh_lock:
-            if not self._fresh_ids:
-                ids = [str(uuid.uuid4()) for _ in range(ID_BATCH)]
-                self._create_keys(ids)
-                self._fresh_ids = ids
-            return self._fresh_ids.pop()
+            while len(self._fresh) < n:
+                short = n - len(self._fresh)
+                ids = [str(uuid.uuid4()) for _ in range(-(-short // ID_BATCH) * ID_BATCH)]
+                wrapped, plain = self._store_new_keys(ids)
+                self._fresh += [(sid, wrapped[sid][0], plain[sid]) for sid in plain]
+            cut = len(self._fresh) - n
+            taken, self._fresh = self._fresh[cut:], self._fresh[:cut]
+        keys = SubjectKeys(self, {}, set(), create=False)
+        for sid, version, dek in taken:
+            keys._open[sid] = (version, AESGCM(dek))
+        return [sid for sid, _, _ in taken], keys
 
     def seal(self, subject_id: str, table: str, column: str, plaintext: str) -> str:
         """Encrypts one value for a subject, creating the subject's data key on first use."""
@@ -213,6 +264,14 @@ class Crypto:
 
     def normalise(self, kind: str, value: str) -> str:
         return normalise(kind, value)
+
+    def identifier(self, kind: str, value: str) -> tuple[str, str]:
+        """(normal form, blind index) of an identifier; InvalidIdentifier on bad input."""
+        normalised = normalise(kind, value)
+        key = self._index_key
+        if key is None:
+            key = self._load_index_key()
+        return normalised, index_of(key, kind, normalised)
 
     def blind_index(self, kind: str, value: str) -> str:
         """HMAC-SHA256 blind index of the normalised value; InvalidIdentifier on bad input."""

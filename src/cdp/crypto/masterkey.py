@@ -15,8 +15,9 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -55,6 +56,41 @@ class MasterKeyProvider(Protocol):
     def versions(self) -> list[str]:
         """Every configured version, current first."""
         ...
+
+
+@runtime_checkable
+class BatchMasterKeyProvider(Protocol):
+    """The batch methods of a provider where one call per batch is much cheaper than one per
+    key (a remote KMS). Kept apart from MasterKeyProvider so that isinstance never reads
+    current_id (a network call for a remote provider)."""
+
+    def wrap_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
+        """wrap for each (data, aad), in order."""
+        ...
+
+    def unwrap_many(
+        self, items: Sequence[tuple[str, bytes, bytes]]
+    ) -> list[bytes | MasterKeyUnavailable]:
+        """unwrap for each (key id, blob, aad): the data, or the error of that item alone."""
+        ...
+
+    def rewrap_many(
+        self, items: Sequence[tuple[str, bytes, bytes]]
+    ) -> list[tuple[str, bytes] | MasterKeyUnavailable]:
+        """Each (key id, blob, aad) wrapped again under the current version, or its error."""
+        ...
+
+
+def wrap_many(
+    provider: MasterKeyProvider, items: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[str, bytes]]:
+    """wrap for each (data, aad): one request with a batch provider, one call each otherwise."""
+    if not items:
+        return []
+    batch = getattr(provider, "wrap_many", None)  # not isinstance: a Protocol check is slow
+    if batch is not None:
+        return cast(list[tuple[str, bytes]], batch(items))
+    return [provider.wrap(data, aad=aad) for data, aad in items]
 
 
 def _decode_key(text: str, where: str) -> bytes:
@@ -258,8 +294,10 @@ class LocalMasterKeys:
             ) from exc
 
 
-def master_key_provider(settings: Settings) -> LocalMasterKeys:
+def master_key_provider(settings: Settings) -> MasterKeyProvider:
     """The provider the settings describe; a development key file when none is configured."""
+    if settings.kms_provider == "vault":
+        return _vault_provider(settings)
     if settings.master_key and settings.master_key_file:
         raise MasterKeyConfigError("set CDP_MASTER_KEY or CDP_MASTER_KEY_FILE, not both")
     if settings.master_key:
@@ -268,3 +306,32 @@ def master_key_provider(settings: Settings) -> LocalMasterKeys:
     if settings.master_key_file:
         return LocalMasterKeys(path=settings.master_key_file)
     return LocalMasterKeys(path=settings.data_dir / DEV_KEY_FILE, create=True)
+
+
+def _vault_provider(settings: Settings) -> MasterKeyProvider:
+    from cdp.crypto.vault import VaultTransitKeys
+
+    if settings.master_key or settings.master_key_file:
+        raise MasterKeyConfigError(
+            "CDP_KMS_PROVIDER=vault: unset CDP_MASTER_KEY and CDP_MASTER_KEY_FILE"
+        )
+    if not settings.vault_addr:
+        raise MasterKeyConfigError("CDP_KMS_PROVIDER=vault needs CDP_VAULT_ADDR")
+    if (settings.vault_token is None) == (settings.vault_token_file is None):
+        raise MasterKeyConfigError(
+            "CDP_KMS_PROVIDER=vault needs CDP_VAULT_TOKEN or CDP_VAULT_TOKEN_FILE (one of them)"
+        )
+    try:
+        return VaultTransitKeys(
+            addr=settings.vault_addr,
+            key=settings.vault_transit_key,
+            mount=settings.vault_transit_mount,
+            token=settings.vault_token.get_secret_value() if settings.vault_token else None,
+            token_file=settings.vault_token_file,
+            namespace=settings.vault_namespace,
+            timeout=settings.vault_timeout_seconds,
+            retries=settings.vault_retries,
+            verify=str(settings.vault_ca_cert) if settings.vault_ca_cert else True,
+        )
+    except ValueError as exc:
+        raise MasterKeyConfigError(str(exc)) from exc

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cdp.crypto import keystore as store
-from cdp.crypto.masterkey import MasterKeyProvider
+from cdp.crypto.masterkey import BatchMasterKeyProvider, MasterKeyProvider
 from cdp.db import utcnow
 from cdp.errors import MasterKeyUnavailable
 
@@ -68,14 +68,13 @@ def _sweep(engine: Engine, provider: MasterKeyProvider, target: str, batch: int)
                 return moved, failed
             at = utcnow()
             updates: list[dict[str, Any]] = []
-            for subject_id, _, kek_id, wrapped in rows:
-                aad = dek_aad(subject_id)
-                try:
-                    dek = provider.unwrap(kek_id, wrapped, aad=aad)
-                except MasterKeyUnavailable:
+            for (subject_id, _, kek_id, _), moved_key in zip(
+                rows, _rewrapped(provider, rows), strict=True
+            ):
+                if isinstance(moved_key, MasterKeyUnavailable):
                     failed += 1
                     continue
-                new_kek, blob = provider.wrap(dek, aad=aad)
+                new_kek, blob = moved_key
                 updates.append(
                     {
                         "b_subject_id": subject_id,
@@ -88,6 +87,26 @@ def _sweep(engine: Engine, provider: MasterKeyProvider, target: str, batch: int)
             if updates:
                 moved += store.store_rewrapped(conn, updates)
             after = rows[-1][0]
+
+
+def _rewrapped(
+    provider: MasterKeyProvider, rows: list[store.KeyRow]
+) -> list[tuple[str, bytes] | MasterKeyUnavailable]:
+    """Each row's key wrapped under the current version, or why it could not be unwrapped.
+
+    A batch provider (Vault) re-wraps on its side in one request; the key never leaves it."""
+    items = [(kek_id, wrapped, dek_aad(sid)) for sid, _, kek_id, wrapped in rows]
+    if isinstance(provider, BatchMasterKeyProvider):
+        return provider.rewrap_many(items)
+    out: list[tuple[str, bytes] | MasterKeyUnavailable] = []
+    for kek_id, wrapped, aad in items:
+        try:
+            dek = provider.unwrap(kek_id, wrapped, aad=aad)
+        except MasterKeyUnavailable as exc:
+            out.append(exc)
+            continue
+        out.append(provider.wrap(dek, aad=aad))
+    return out
 
 
 def _rewrap_index_keys(engine: Engine, provider: MasterKeyProvider, target: str) -> int:
