@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,16 +21,14 @@ from cdp.crypto import Crypto, SubjectKeys
 from cdp.db import utcnow
 from cdp.errors import CiphertextInvalid, Conflict, NotFound, ValidationFailed
 from cdp.policy import Decision, FieldSpec, Policy, decide
-from cdp.profiles import traits
+from cdp.profiles import rows, traits
 from cdp.profiles.models import Identity, Profile
+from cdp.profiles.rows import IDENTITY_TABLE, Stored
 
 PROFILE = "profile"
 IDENTITY = "identity"
 # The fields that tell whether a subject is a minor (PIPL art. 28, 31), when policy has them.
 MINOR_FLAG = "is_minor"
-# Core tables for the bulk paths: an ORM flush per row costs more than the row's encryption.
-PROFILE_TABLE = cast(Table, Profile.__table__)
-IDENTITY_TABLE = cast(Table, Identity.__table__)
 BIRTH_DATE = "birth_date"
 
 
@@ -64,6 +62,14 @@ def _checked(policy: Policy, values: Mapping[str, Any]) -> dict[str, Any]:
         name: None if value is None else traits.check_value(_spec(policy, name), value)
         for name, value in values.items()
     }
+
+
+def _stored_one(session: Session, subject_id: str) -> Stored:
+    """The profile row to read (no ORM object: a read changes nothing)."""
+    found = rows.stored(session, [subject_id]).get(subject_id) if len(subject_id) <= 36 else None
+    if found is None:
+        raise NotFound("no such profile")
+    return found
 
 
 def _get(session: Session, subject_id: str) -> Profile:
@@ -200,29 +206,32 @@ def _write_identities(
 def _view(
     crypto: Crypto,
     policy: Policy,
-    profile: Profile,
-    identities: Iterable[Identity],
+    profile: Stored,
+    identities: Iterable[tuple[str, str]],
     allowed: frozenset[str],
     keys: SubjectKeys | None = None,
 ) -> ProfileView:
-    """Decrypt only what the purpose allows; a ciphertext that fails its check is an error."""
+    """Decrypt only what the purpose allows; a ciphertext that fails its check is an error.
+
+    identities: (kind, sealed value) of the subject's identity rows, in row order."""
     opener = keys or crypto.keys_for([profile.id])
+    fields = policy.fields
     values: dict[str, Any] = {
-        k: v for k, v in (profile.plain or {}).items() if k in allowed and k in policy.fields
+        k: v for k, v in (profile.plain or {}).items() if k in allowed and k in fields
     }
     try:
         for name, ciphertext in (profile.sealed or {}).items():
-            if name in allowed and name in policy.fields:
+            if name in allowed and name in fields:
                 text = opener.open(profile.id, PROFILE, name, ciphertext)
-                values[name] = traits.decode(policy.fields[name], text)
-        for identity in identities:
-            if identity.kind in allowed:
-                value = opener.open(profile.id, IDENTITY, identity.kind, identity.sealed_value)
-                spec = policy.fields.get(identity.kind)
+                values[name] = traits.decode(fields[name], text)
+        for kind, sealed_value in identities:
+            if kind in allowed:
+                value = opener.open(profile.id, IDENTITY, kind, sealed_value)
+                spec = fields.get(kind)
                 if spec is not None and spec.multiple:
-                    values.setdefault(identity.kind, []).append(value)
+                    values.setdefault(kind, []).append(value)
                 else:
-                    values[identity.kind] = value
+                    values[kind] = value
     except CiphertextInvalid as exc:
         raise CiphertextInvalid(
             "a stored value of this profile failed its integrity check; it was not returned",
@@ -237,6 +246,10 @@ def _identities(session: Session, subject_ids: list[str]) -> dict[str, list[Iden
     for row in session.scalars(rows):
         out[row.subject_id].append(row)
     return out
+
+
+def _identity_values(session: Session, subject_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    return rows.identity_values(session, subject_ids)
 
 
 def _audit_read(
@@ -331,11 +344,10 @@ def _create(
         purpose=purpose,
         fields=sorted({name for values in checked for name in values}),
     )
-    ids = [crypto.new_subject_id() for _ in checked]
-    keys = crypto.keys_for(ids)
+    ids, keys = crypto.new_subjects(len(checked))
     now = utcnow()
-    identities = _new_identities(session, crypto, policy, keys, ids, checked)
-    profiles: list[dict[str, Any]] = []
+    items, identities = _new_identities(crypto, policy, keys, ids, checked)
+    profiles: list[tuple[str, dict[str, Any], dict[str, str]]] = []
     for subject_id, values in zip(ids, checked, strict=True):
         plain: dict[str, Any] = {}
         sealed: dict[str, str] = {}
@@ -347,22 +359,9 @@ def _create(
                 sealed[name] = keys.seal(subject_id, PROFILE, name, traits.encode(value))
             else:
                 plain[name] = value
-        profiles.append(
-            {
-                "id": subject_id,
-                "plain": plain,
-                "sealed": sealed,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    session.execute(insert(PROFILE_TABLE), profiles)
-    if identities:
-        try:
-            session.execute(insert(IDENTITY_TABLE), identities)
-        except IntegrityError as exc:
-            # Another writer took an identifier since the check; the unique constraint decided.
-            raise Conflict("an identifier already belongs to another profile") from exc
+        profiles.append((subject_id, plain, sealed))
+    rows.insert_profiles(session, profiles, now)
+    _insert_identities(session, identities, items, now)
     for subject_id, values in zip(ids, checked, strict=True):
         if MINOR_FLAG in values or BIRTH_DATE in values:
             minor = _is_minor(policy, keys, subject_id, values, {}, {})
@@ -387,46 +386,55 @@ def _create(
 
 
 def _new_identities(
-    session: Session,
     crypto: Crypto,
     policy: Policy,
     keys: SubjectKeys,
     ids: list[str],
     checked: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """Identity rows for new profiles; BatchItemConflict names the first taken identifier."""
+) -> tuple[list[int], list[tuple[str, str, str, str]]]:
+    """Identity rows (subject, kind, blind index, sealed value) for new profiles and the batch
+    item of each; BatchItemConflict names an
+    identifier given twice in the batch."""
     wanted: list[tuple[int, str, str, str]] = []  # (item, kind, blind index, normalised)
     seen: dict[tuple[str, str], int] = {}
     for index, values in enumerate(checked):
         identities = {k: v for k, v in values.items() if _is_identity(policy.fields[k])}
         for kind, value in _pairs(identities):
-            blind = crypto.blind_index(kind, value)
+            normalised, blind = crypto.identifier(kind, value)
             if (kind, blind) in seen:
                 raise BatchItemConflict(index, kind, earlier=seen[(kind, blind)])
             seen[(kind, blind)] = index
-            wanted.append((index, kind, blind, crypto.normalise(kind, value)))
-    if not wanted:
-        return []
-    taken = session.execute(
-        select(Identity.kind, Identity.blind_index).where(
-            Identity.kind.in_({kind for _, kind, _, _ in wanted}),
-            Identity.blind_index.in_([blind for _, _, blind, _ in wanted]),
-        )
-    ).all()
-    clashes = sorted((seen[(kind, blind)], kind) for kind, blind in taken if (kind, blind) in seen)
-    if clashes:
-        raise BatchItemConflict(*clashes[0])
-    now = utcnow()
-    return [
-        {
-            "subject_id": ids[index],
-            "kind": kind,
-            "blind_index": blind,
-            "sealed_value": keys.seal(ids[index], IDENTITY, kind, normalised),
-            "created_at": now,
-        }
+            wanted.append((index, kind, blind, normalised))
+    return [index for index, _, _, _ in wanted], [
+        (ids[index], kind, blind, keys.seal(ids[index], IDENTITY, kind, normalised))
         for index, kind, blind, normalised in wanted
     ]
+
+
+def _insert_identities(
+    session: Session, new: list[tuple[str, str, str, str]], items: list[int], at: datetime
+) -> None:
+    """Inserts new profiles' identity rows in one statement; an identifier another profile
+    holds is skipped by the unique constraint (no check query before, no race) and reported
+    as BatchItemConflict for the first item affected. The caller's transaction then rolls back
+    (the request's unit of work does), so nothing of the batch is stored. items: the batch
+    item of each row."""
+    if not new or rows.insert_identities(session, new, at) == len(new):
+        return
+    owners = {
+        (kind, blind): owner
+        for kind, blind, owner in session.execute(
+            select(Identity.kind, Identity.blind_index, Identity.subject_id).where(
+                Identity.blind_index.in_([blind for _, _, blind, _ in new])
+            )
+        )
+    }
+    clashes = sorted(
+        (item, kind)
+        for item, (subject_id, kind, blind, _) in zip(items, new, strict=True)
+        if owners.get((kind, blind)) != subject_id
+    )
+    raise BatchItemConflict(*clashes[0])
 
 
 def read(
@@ -441,12 +449,12 @@ def read(
     decision = consent.decide(
         session, policy=policy, principal=principal, purpose=purpose, subject=subject_id
     )
-    profile = _get(session, subject_id)
+    profile = _stored_one(session, subject_id)
     view = _view(
         crypto,
         policy,
         profile,
-        _identities(session, [profile.id])[profile.id],
+        _identity_values(session, [profile.id])[profile.id],
         decision.allowed_fields,
     )
     _audit_read(session, principal, decision, [view], "profile.read")
@@ -484,12 +492,12 @@ def lookup(
     decision = consent.decide(
         session, policy=policy, principal=principal, purpose=purpose, subject=subject_id
     )
-    profile = _get(session, subject_id)
+    profile = _stored_one(session, subject_id)
     view = _view(
         crypto,
         policy,
         profile,
-        _identities(session, [subject_id])[subject_id],
+        _identity_values(session, [subject_id])[subject_id],
         decision.allowed_fields,
     )
     audit.append(
@@ -542,8 +550,8 @@ def update(
     return _view(
         crypto,
         policy,
-        profile,
-        _identities(session, [profile.id])[profile.id],
+        Stored.of(profile),
+        _identity_values(session, [profile.id])[profile.id],
         full.allowed_fields,
     )
 
@@ -561,12 +569,12 @@ def read_many(
     the ids withheld (no such profile, or no basis for the purpose), in the same order."""
     decision = decide(policy, principal, purpose)
     wanted = [s for s in dict.fromkeys(subject_ids) if len(s) <= 36]
-    found = {p.id: p for p in session.scalars(select(Profile).where(Profile.id.in_(wanted)))}
+    found = rows.stored(session, wanted)
     allowed = consent.allowed_subjects(
         session, policy=policy, decision=decision, subject_ids=list(found)
     )
     ids = [s for s in wanted if s in allowed]
-    identities = _identities(session, ids)
+    identities = _identity_values(session, ids)
     keys = crypto.keys_for(ids)
     views = [
         _view(crypto, policy, found[s], identities[s], allowed[s].allowed_fields, keys) for s in ids
@@ -597,10 +605,10 @@ def list_profiles(
     )
     profiles = [p for p in scanned if p.id in allowed]
     ids = [p.id for p in profiles]
-    identities = _identities(session, ids)
+    identities = _identity_values(session, ids)
     keys = crypto.keys_for(ids)
     views = [
-        _view(crypto, policy, p, identities[p.id], allowed[p.id].allowed_fields, keys)
+        _view(crypto, policy, Stored.of(p), identities[p.id], allowed[p.id].allowed_fields, keys)
         for p in profiles
     ]
     _audit_read(session, principal, decision, views, "profile.read")
