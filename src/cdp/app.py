@@ -70,8 +70,11 @@ from cdp.segments.router import self_router as segments_self_router
 
 log = logging.getLogger("cdp.app")
 
+# Starlette matches routes in order: the tracking paths, by far the busiest, come first.
 ROUTERS = (
     ops_router,
+    segment_router,
+    events_router,
     auth_router,
     policy_router,
     notices_router,
@@ -81,8 +84,6 @@ ROUTERS = (
     compliance_router,
     compliance_reports_router,
     audit_router,
-    events_router,
-    segment_router,
     retention_router,
     feedback_router,
     followups_router,
