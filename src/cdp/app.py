@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -38,6 +39,7 @@ from cdp.errors import (
     PROBLEM_SCHEMA,
     BadRequest,
     CdpError,
+    DatabaseUnavailable,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -203,6 +205,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_cdp_error(request: Request, exc: CdpError) -> JSONResponse:
         return _problem(request, exc)
 
+    @app.exception_handler(OperationalError)
+    async def on_database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The driver's message can quote SQL parameters: it goes nowhere, the type to the log.
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        unavailable = DatabaseUnavailable(
+            "the database did not complete the request; retry", headers={"Retry-After": "1"}
+        )
+        return _problem(request, unavailable)
+
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = ValidationFailed(
@@ -286,6 +297,8 @@ def _complete_operation(op: dict[str, Any]) -> None:
     implied: list[int] = []
     if op.get("security"):  # the bearer dependency: missing/bad token, scope, rate limit
         implied += [401, 403, 429]
+        # Every authenticated operation reads the database; most open data keys (KMS).
+        implied.append(503)
     if op.get("parameters") or op.get("requestBody"):
         implied.append(422)
     if op.get("requestBody"):

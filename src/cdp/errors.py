@@ -136,6 +136,15 @@ class ServiceUnavailable(CdpError):
     title = "Service unavailable"
 
 
+class DatabaseUnavailable(CdpError):
+    """The database refused or dropped the connection, or aborted the transaction (deadlock,
+    serialization failure): nothing of the request was kept, and a retry may succeed."""
+
+    status = 503
+    code = "database_unavailable"
+    title = "Database unavailable"
+
+
 class InternalError(CdpError):
     status = 500
     code = "internal_error"
@@ -179,7 +188,10 @@ _STATUS_TEXT = {
     415: ("Unsupported media type", "unsupported_media_type"),
     422: ("Request validation failed", "validation_error"),
     429: ("Rate limit exceeded; see Retry-After", "rate_limited"),
-    503: ("A dependency is unavailable", "service_unavailable"),
+    503: (
+        "A dependency is unavailable (database or key management); nothing was kept, retry",
+        "service_unavailable",
+    ),
 }
 
 

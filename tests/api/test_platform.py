@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from cdp.api import Runtime
 from cdp.audit.models import AuditEntry
 from cdp.auth.models import Client
 from cdp.db import unit_of_work
+from cdp.profiles import service as profiles_service
 
 Headers = Callable[..., dict[str, str]]
 
@@ -222,3 +225,31 @@ def test_denials_are_audited(client: TestClient, runtime: Runtime, token_for: He
         data={"grant_type": "client_credentials", "client_id": "cli_x", "client_secret": "nope"},
     )
     assert _count(runtime, AuditEntry, action="token.denied") == 1
+
+
+def test_database_failure_is_503_problem_without_driver_text(
+    client: TestClient, token_for: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dropped connection or an aborted transaction is a retryable 503 problem, never a 500,
+    and the driver's message (which can quote SQL parameters) is not passed on."""
+    app = token_for("app")
+    made = client.post(
+        "/v1/profiles",
+        json={"external_id": "db-down-1"},
+        headers={**app, "X-Purpose": "service_delivery"},
+    )
+    assert made.status_code == 201, made.text
+
+    def refuse(*_: object, **__: object) -> None:
+        raise OperationalError("SELECT secret", {"email": "wang@example.cn"}, Exception("gone"))
+
+    monkeypatch.setattr(profiles_service, "read", refuse)
+    resp = client.get(
+        f"/v1/profiles/{made.json()['id']}", headers={**app, "X-Purpose": "service_delivery"}
+    )
+    assert resp.status_code == 503
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.headers["retry-after"] == "1"
+    body = resp.json()
+    assert body["code"] == "database_unavailable"
+    assert "wang@example.cn" not in resp.text and "SELECT" not in resp.text
