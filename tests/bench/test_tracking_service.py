@@ -9,8 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,34 +20,12 @@ from cdp.events import segment as segment_api
 from cdp.events import service
 from cdp.events.models import Event
 from tests.api.tracking import new_profile, new_source, set_consent
+from tests.bench.test_tracking import CUSTOMERS, _message
 
 pytestmark = pytest.mark.slow
 
 BATCH = 100
 BATCHES = 200
-CUSTOMERS = 200
-
-
-def _message(i: int) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
-    if i % 2:
-        return {
-            "type": "track",
-            "messageId": uuid.uuid4().hex,
-            "userId": f"cust-{i % CUSTOMERS}",
-            "event": "Order Completed",
-            "properties": {"order_id": f"SO-{i}", "revenue": 99.5, "shipping_city": "杭州"},
-            "timestamp": now,
-        }
-    return {
-        "type": "track",
-        "messageId": uuid.uuid4().hex,
-        "anonymousId": f"anon-{i % 5000}",
-        "event": "Product Viewed",
-        "properties": {"product_id": f"SKU-{i % 300}", "price": 12.0},
-        "timestamp": now,
-        "context": {"consent": {"categoryPreferences": {"Analytics": True}}},
-    }
 
 
 def _ingest(rt: Runtime, source_id: str, body: bytes) -> None:

@@ -99,14 +99,7 @@ def _ingest(
     concurrent requests in one transaction (events.committer); answers after the commit."""
 
     def prepare() -> Prepared:
-        return service.prepare(
-            crypto=rt.crypto,
-            policy=rt.policy,
-            source_id=source_id,
-            messages=messages,
-            received_at=received_at,
-            strict=strict,
-        )
+        return _prepare(rt, source_id, messages, received_at, strict=strict)
 
     prepared = prepare()
     # This request's transaction only read the caller's credentials: end it before waiting
