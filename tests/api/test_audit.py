@@ -60,6 +60,9 @@ def test_export_streams_and_verifies_offline(
         exports = session.scalars(select(AuditEntry).where(AuditEntry.action == "audit.export"))
         entry = exports.one()
     assert entry.actor.startswith("client:") and entry.detail["format"] == fmt
+    # The export covers the entry that records it: its head is that entry.
+    head = resp.headers["content-disposition"].rsplit("-", 1)[1].split(".")[0]
+    assert int(head) == entry.seq
 
 
 def test_filtered_export_over_http(

@@ -151,6 +151,7 @@ def start_export(
         action="audit.export",
         detail={"format": fmt, "filter": export_filter.as_manifest()},
     )
+    service.flush_pending(session)  # the export covers the entry that records it
     head = session.execute(
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).one()

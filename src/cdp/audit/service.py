@@ -20,12 +20,13 @@ from cdp.audit.chain import (
     entry_hash,
     format_time,
 )
-from cdp.audit.models import AuditCheckpoint, AuditEntry
+from cdp.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from cdp.db import utcnow
 
-# Any constant works; it only has to be the same for every appender of this database.
-_APPEND_LOCK_KEY = 0x0CD9A0D17
 _ENTRY_TABLE = cast(Table, AuditEntry.__table__)
+_PENDING_TABLE = cast(Table, AuditPending.__table__)
+# PostgreSQL: the deferred constraint trigger that chains audit_pending rows (migration 0011).
+_CHAIN_TRIGGER = "audit_pending_chain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,78 +72,90 @@ def append(
     code: str | None = None,
     detail: dict[str, Any] | None = None,
     organisation: str | None = None,
-) -> int:
-    """Write one entry in the caller's transaction; it commits or rolls back with the change.
-    Returns the entry's sequence number."""
+) -> None:
+    """Write one entry in the caller's transaction; it commits or rolls back with the change."""
     event = Event(actor, action, subject, purpose, fields, decision, code, detail, organisation)
-    return append_many(session, [event])[0]
+    append_many(session, [event])
+
+
+def append_many(session: Session, events: Sequence[Event]) -> None:
+    """Write several entries in the caller's transaction, chained in the order given.
+
+    PostgreSQL: the entries go to audit_pending with every chain field after `seq` and `at`
+    already encoded; a deferred trigger (migration 0011) gives them their sequence, time and
+    hash at COMMIT, under the chain lock, so no writer holds that lock across a round trip.
+    They are in audit_entry from then on, or earlier in this transaction after
+    flush_pending(). SQLite chains them here: its writers are serialised from BEGIN IMMEDIATE.
+    """
+    if not events:
+        return
+    ctx = context_of(session)
+    rows = [_values(event, ctx) for event in events]
+    for values in rows:
+        # canonical() is per field, so the fields after seq and at can be encoded now.
+        values["tail"] = canonical_values([values[name] for name in CHAIN_FIELDS[2:]])
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # inline(): the id is left to the server, neither fetched before (a round trip) nor
+        # returned after (the application role may not SELECT audit_pending).
+        conn.execute(insert(_PENDING_TABLE).inline(), rows)
+        session.info["audit_pending"] = session.get_transaction()
+        return
+    _chain_inline(session, rows)
+
+
+def flush_pending(session: Session) -> None:
+    """PostgreSQL: chain this transaction's pending appends now rather than at COMMIT, so that
+    a read in it sees them. The chain lock is then held until the transaction ends."""
+    transaction = session.get_transaction()
+    if transaction is None or session.info.get("audit_pending") is not transaction:
+        return
+    session.execute(text(f"SET CONSTRAINTS {_CHAIN_TRIGGER} IMMEDIATE"))
+    del session.info["audit_pending"]
+
+
+def _values(event: Event, ctx: RequestContext) -> dict[str, Any]:
+    return {
+        "actor": event.actor,
+        "organisation": event.organisation if event.organisation is not None else ctx.organisation,
+        "action": event.action,
+        "subject": event.subject,
+        "purpose": event.purpose,
+        "fields": sorted(set(event.fields)),
+        "decision": event.decision,
+        "code": event.code,
+        "request_id": ctx.request_id,
+        "policy_version": ctx.policy_version,
+        "detail": event.detail or {},
+    }
 
 
 def _chain_head(session: Session) -> tuple[int, str]:
-    """Sequence and hash of the last entry, read once per transaction under the append lock.
+    """SQLite: sequence and hash of the last entry, read once per transaction.
 
-    The lock is held until the transaction ends, so later appends in the same transaction
-    continue from the cached head instead of reading it again. On PostgreSQL one call,
-    audit_chain_head() (migration 0005), takes the advisory lock and then reads the head in a
-    statement of its own, so it sees every append committed before the lock was granted.
-    SQLite: every transaction starts with BEGIN IMMEDIATE, so writers are already serialised.
-    """
+    Every transaction starts with BEGIN IMMEDIATE, so writers are already serialised until they
+    commit, and later appends in the same transaction continue from the cached head."""
     transaction = session.get_transaction()
     cached = session.info.get("audit_head")
     if cached is not None and cached[0] is transaction:
         return cached[1], cached[2]
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        last = conn.execute(
-            text("SELECT seq, hash FROM audit_chain_head(:k)"), {"k": _APPEND_LOCK_KEY}
-        ).first()
-    else:
-        last = conn.execute(
-            select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-        ).first()
+    head = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    last = session.connection().execute(head).first()
     return (last[0], last[1]) if last else (0, GENESIS_HASH)
 
 
-def append_many(session: Session, events: Sequence[Event]) -> list[int]:
-    """Write several entries under one lock (e.g. one per subject of a list read).
-
-    Everything but the sequence number and time is serialised before the lock is taken, so
-    that writers hold it (until they commit) as briefly as possible."""
-    if not events:
-        return []
-    ctx = context_of(session)
-    rows, tails = [], []
-    for event in events:
-        values: dict[str, Any] = {
-            "actor": event.actor,
-            "organisation": event.organisation
-            if event.organisation is not None
-            else ctx.organisation,
-            "action": event.action,
-            "subject": event.subject,
-            "purpose": event.purpose,
-            "fields": sorted(set(event.fields)),
-            "decision": event.decision,
-            "code": event.code,
-            "request_id": ctx.request_id,
-            "policy_version": ctx.policy_version,
-            "detail": event.detail or {},
-        }
-        rows.append(values)
-        # canonical() is per field, so the fields after seq and at can be encoded now.
-        tails.append(canonical_values([values[name] for name in CHAIN_FIELDS[2:]]))
+def _chain_inline(session: Session, rows: list[dict[str, Any]]) -> None:
     seq, prev = _chain_head(session)
     at = utcnow()
     stamp = format_time(at)
-    for values, tail in zip(rows, tails, strict=True):
+    for values in rows:
         seq += 1
         head = canonical_values((seq, stamp))
-        digest = hashlib.sha256(bytes.fromhex(prev) + head + tail).hexdigest()
+        digest = hashlib.sha256(bytes.fromhex(prev) + head + values.pop("tail")).hexdigest()
         values.update(seq=seq, at=at, prev_hash=prev, hash=digest)
         prev = digest
     session.connection().execute(insert(_ENTRY_TABLE), rows)
     session.info["audit_head"] = (session.get_transaction(), seq, prev)
-    return [row["seq"] for row in rows]
 
 
 def as_record(entry: AuditEntry) -> dict[str, Any]:
@@ -180,6 +193,7 @@ def verify_chain(
     """Recompute every link of the stored chain and check every stored checkpoint against it
     (signature by a key in `keys` or the key table, hash, range digest); name the first
     sequence that does not fit."""
+    flush_pending(session)
     keys = cps.public_keys(session) if keys is None else keys
     stored = _checkpoints_in_order(session, batch)
     pending = next(stored, None)
@@ -254,6 +268,7 @@ def search(
     after_seq: int = 0,
     limit: int = 50,
 ) -> list[AuditEntry]:
+    flush_pending(session)
     stmt = select(AuditEntry).where(AuditEntry.seq > after_seq)
     if since is not None:
         stmt = stmt.where(AuditEntry.at >= since)

@@ -1,5 +1,6 @@
 """PostgreSQL tamper resistance: a trigger refuses UPDATE, DELETE and TRUNCATE on the audit
-tables, and `cdp db grant` leaves the application role only INSERT and SELECT on them."""
+tables, and `cdp db grant` leaves the application role only INSERT and SELECT on them (only
+INSERT on audit_pending, whose rows the owner's trigger chains and removes)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from sqlalchemy.exc import DBAPIError
 from tests.pgcluster import PgCluster
 from typer.testing import CliRunner
 
+from cdp.audit import service
+from cdp.audit.service import RequestContext
 from cdp.cli import app as cli
-from cdp.db import make_engine
+from cdp.db import make_engine, make_sessionmaker, unit_of_work
 
 pytestmark = pytest.mark.postgres
 _names = itertools.count()
@@ -83,6 +86,7 @@ def test_granted_role_may_only_insert_and_select_the_audit_tables(
         printed = CliRunner().invoke(cli, ["db", "grant", "--role", role])
         assert printed.exit_code == 0, printed.output
         assert "GRANT SELECT, INSERT ON public.audit_entry" in printed.output
+        assert "GRANT INSERT ON public.audit_pending" in printed.output
         applied = CliRunner().invoke(cli, ["db", "grant", "--role", role, "--apply"])
         assert applied.exit_code == 0, applied.output
         app = make_engine(url.replace("postgres@", f"{role}@"))
@@ -97,12 +101,30 @@ def test_granted_role_may_only_insert_and_select_the_audit_tables(
                 )
             )
             conn.execute(text("UPDATE client SET name = 'm' WHERE id = 'c1'"))
+        # Appends through the service: pending rows the owner's trigger chains and removes.
+        with unit_of_work(make_sessionmaker(app)) as session:
+            session.info["ctx"] = RequestContext("v")
+            service.append(session, actor="client:app", action="test.granted")
+            service.append(session, actor="client:app", action="test.granted")
+            assert len(service.search(session, action="test.granted")) == 2
+            service.append(session, actor="client:app", action="test.granted")
+        with engine.connect() as conn:
+            chained = conn.execute(
+                text("SELECT seq, prev_hash FROM audit_entry WHERE seq > 2 ORDER BY seq")
+            ).all()
+            assert [seq for seq, _ in chained] == [3, 4, 5] and chained[0][1] == "2" * 64
+            assert conn.execute(text("SELECT count(*) FROM audit_pending")).scalar() == 0
         for statement in (
             "UPDATE audit_entry SET actor = 'x'",
             "DELETE FROM audit_entry",
             "TRUNCATE audit_entry",
             "ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_append_only",
             "DELETE FROM audit_checkpoint",
+            "SELECT * FROM audit_pending",
+            "UPDATE audit_pending SET actor = 'x'",
+            "DELETE FROM audit_pending",
+            "TRUNCATE audit_pending",
+            "ALTER TABLE audit_pending DISABLE TRIGGER audit_pending_chain",
             "UPDATE alembic_version SET version_num = '0001'",
         ):
             refused = pytest.raises(DBAPIError, match=r"permission denied|must be owner")

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from cdp.api import Runtime
 from cdp.audit import service
 from cdp.audit.chain import GENESIS_HASH, entry_hash
-from cdp.audit.models import AuditEntry
-from cdp.audit.service import RequestContext
+from cdp.audit.models import AuditEntry, AuditPending
+from cdp.audit.service import Event, RequestContext
 from cdp.db import unit_of_work
 
 
@@ -38,18 +38,86 @@ def test_concurrent_appends_form_one_unbroken_chain(runtime: Runtime) -> None:
     assert report.first_bad_seq is None and report.checked == 4000
 
 
-def test_rollback_leaves_no_entry(runtime: Runtime) -> None:
+def _entries(rt: Runtime) -> list[AuditEntry]:
+    with unit_of_work(rt.sessions) as session:
+        return list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+
+
+def test_rollback_leaves_no_entry_and_no_gap(runtime: Runtime) -> None:
     try:
         with unit_of_work(runtime.sessions) as session:
             session.info["ctx"] = RequestContext(runtime.policy.version)
             service.append(session, actor="x", action="test.rolled_back")
+            service.append(session, actor="x", action="test.rolled_back")
             raise RuntimeError("the change failed")
     except RuntimeError:
         pass
+    _append(runtime, 2, "client:after")
+    entries = _entries(runtime)
+    assert "test.rolled_back" not in {e.action for e in entries}
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert [e.actor for e in entries[-2:]] == ["client:after", "client:after"]
     with unit_of_work(runtime.sessions) as session:
-        assert (
-            session.scalar(select(func.count()).where(AuditEntry.action == "test.rolled_back")) == 0
-        )
+        assert service.verify_chain(session).first_bad_seq is None
+        assert session.scalar(select(func.count()).select_from(AuditPending)) == 0
+
+
+def _transactions(rt: Runtime, writer: int, n: int) -> None:
+    """n transactions of three entries each; every fourth one rolls back."""
+    for i in range(n):
+        try:
+            with unit_of_work(rt.sessions) as session:
+                session.info["ctx"] = RequestContext(rt.policy.version, f"w{writer}-{i}")
+                service.append_many(
+                    session,
+                    [Event(actor=f"client:w{writer}", action=f"test.{k}") for k in range(3)],
+                )
+                if i % 4 == 3:
+                    raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+
+
+def test_concurrent_transactions_chain_each_one_whole_and_in_order(runtime: Runtime) -> None:
+    threads = [threading.Thread(target=_transactions, args=(runtime, w, 40)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = [e for e in _entries(runtime) if e.action.startswith("test.")]
+    # 4 writers x 30 committed transactions x 3 entries; none of a rolled-back one.
+    assert len(entries) == 360
+    assert all(int(str(e.request_id).split("-")[1]) % 4 != 3 for e in entries)
+    # A transaction's entries are consecutive and in the order appended; times follow seqs.
+    by_request: dict[str | None, list[AuditEntry]] = {}
+    for entry in entries:
+        by_request.setdefault(entry.request_id, []).append(entry)
+    for mine in by_request.values():
+        assert [e.action for e in mine] == ["test.0", "test.1", "test.2"]
+        assert mine[2].seq - mine[0].seq == 2
+    times = [e.at for e in _entries(runtime)]
+    assert times == sorted(times)
+    with unit_of_work(runtime.sessions) as session:
+        report = service.verify_chain(session)
+        assert session.scalar(select(func.count()).select_from(AuditPending)) == 0
+    assert report.first_bad_seq is None and report.checked == len(_entries(runtime))
+
+
+def test_the_appending_transaction_reads_its_own_entries(runtime: Runtime) -> None:
+    with unit_of_work(runtime.sessions) as session:
+        session.info["ctx"] = RequestContext(runtime.policy.version)
+        service.append(session, actor="client:me", action="test.own")
+        found = service.search(session, actor="client:me")
+        assert [e.action for e in found] == ["test.own"]
+        service.append(session, actor="client:me", action="test.own_again")
+        report = service.verify_chain(session)
+        assert report.first_bad_seq is None
+        assert report.checked == session.scalar(select(func.max(AuditEntry.seq)))
+        assert [e.action for e in service.search(session, actor="client:me")] == [
+            "test.own",
+            "test.own_again",
+        ]
+    assert [e.action for e in _entries(runtime)][-2:] == ["test.own", "test.own_again"]
 
 
 def tamper(session: Session, statement: str) -> None:
