@@ -3,7 +3,7 @@
 from cdp.alerts.models import Alert, AlertRule, WebhookDelivery, WebhookEndpoint
 from cdp.audit.models import AuditCheckpoint, AuditEntry, AuditKey
 from cdp.auth.models import Client, Source
-from cdp.consent.models import ConsentRecord, CrossBorderTransfer, SubjectStatus
+from cdp.consent.models import ConsentCurrent, ConsentRecord, CrossBorderTransfer, SubjectStatus
 from cdp.events.models import (
     AnonymousVisitor,
     Event,
@@ -32,6 +32,7 @@ __all__ = [
     "AuditEntry",
     "AuditKey",
     "Client",
+    "ConsentCurrent",
     "ConsentRecord",
     "CrossBorderTransfer",
     "Event",

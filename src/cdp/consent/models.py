@@ -1,4 +1,5 @@
-"""Consent records (append-only), per-subject processing status and the cross-border counter."""
+"""Consent records (append-only) with the current state derived from them, per-subject
+processing status and the cross-border counter."""
 
 from __future__ import annotations
 
@@ -37,6 +38,47 @@ class ConsentRecord(Base):
     actor: Mapped[str] = mapped_column(String(80))
     policy_version: Mapped[str] = mapped_column(String(80))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentCurrent(Base):
+    """The current consent per subject and purpose: a copy of the latest consent_record row by
+    (at, id), so a decision or a member list probes one row instead of ranking the history.
+
+    Written by database triggers on consent_record (migration 0010) in the inserting
+    transaction, whoever inserts (service, import, bulk seed): the application never writes it.
+    The trigger's upsert replaces a row only with a later (at, record_id), so concurrent writers
+    converge on the latest record. consent_record stays the evidence.
+    """
+
+    __tablename__ = "consent_current"
+    # Every subject's current consent for one purpose, in subject order, readable from the
+    # index alone: member lists merge-join it with a segment's sorted ids.
+    __table_args__ = (
+        Index(
+            "ix_consent_current_purpose",
+            "purpose",
+            "subject_id",
+            "state",
+            "notice_id",
+            "notice_version",
+            "separate",
+            "guardian",
+        ),
+    )
+
+    subject_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("profile.id", ondelete="CASCADE"), primary_key=True
+    )
+    purpose: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # consent_record.id of the record this row copies.
+    record_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    notice_id: Mapped[str] = mapped_column(String(64))
+    notice_version: Mapped[int] = mapped_column(Integer)
+    separate: Mapped[bool] = mapped_column(Boolean)
+    # The record names a guardian (a minor's consent, PIPL art. 31).
+    guardian: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SubjectStatus(Base):

@@ -1,9 +1,10 @@
 """Consent records: record them, derive the current state, decide with it.
 
 The current consent of a subject for a purpose is the latest record by (at, id); history is
-never rewritten. Writers for one subject are serialised on its profile row, so (at, id) order
-is commit order. decide() reads the state on every call, with no cache: a withdrawal stops the
-very next request (PIPL art. 15).
+never rewritten. A trigger copies that latest record into consent_current in the inserting
+transaction, so the state is read with one primary-key probe. Writers for one subject are
+serialised on its profile row, so (at, id) order is commit order. decide() reads the state on
+every call, with no cache: a withdrawal stops the very next request (PIPL art. 15).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, literal, select
+from sqlalchemy import and_, bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from cdp.audit import service as audit
 from cdp.auth.principal import Principal
 from cdp.consent import transfers
-from cdp.consent.models import ConsentRecord, SubjectStatus
+from cdp.consent.models import ConsentCurrent, ConsentRecord, SubjectStatus
 from cdp.db import utcnow
 from cdp.errors import CdpError, Forbidden, NotFound, ValidationFailed
 from cdp.policy import (
@@ -41,7 +42,7 @@ CHANNELS = ("web", "app", "mini_program", "paper", "phone")
 ACTIONS = {"granted": "consent.grant", "withdrawn": "consent.withdraw", "refused": "consent.refuse"}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-Rec = ConsentRecord
+Cur = ConsentCurrent
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +200,9 @@ def record(
     lock_subject(session, subject_id)
     status = _status(session, subject_id)
     check_input(policy, change, minor=bool(status and status.minor))
+    # The current record has the latest `at` of the subject's records for the purpose.
     last = session.scalar(
-        select(func.max(Rec.at)).where(Rec.subject_id == subject_id, Rec.purpose == change.purpose)
+        select(Cur.at).where(Cur.subject_id == subject_id, Cur.purpose == change.purpose)
     )
     now = utcnow()
     entry = new_record(policy, actor, subject_id, change, max(now, last) if last else now)
@@ -219,7 +221,7 @@ def _grant(row: Any) -> ConsentGrant:
         notice_id=row.notice_id,
         notice_version=row.notice_version,
         separate=bool(row.separate),
-        guardian=bool(row.has_guardian),
+        guardian=bool(row.guardian),
         at=row.at,
     )
 
@@ -232,26 +234,10 @@ def current(
     out: dict[str, dict[str, ConsentGrant]] = {s: {} for s in ids}
     if not ids:
         return out
-    rank = (
-        func.row_number()
-        .over(partition_by=(Rec.subject_id, Rec.purpose), order_by=(Rec.at.desc(), Rec.id.desc()))
-        .label("rank")
-    )
-    inner = select(
-        Rec.subject_id,
-        Rec.purpose,
-        Rec.state,
-        Rec.notice_id,
-        Rec.notice_version,
-        Rec.separate,
-        Rec.guardian.is_not(None).label("has_guardian"),
-        Rec.at,
-        rank,
-    ).where(Rec.subject_id.in_(ids))
+    stmt = select(Cur).where(Cur.subject_id.in_(ids))
     if purposes is not None:
-        inner = inner.where(Rec.purpose.in_(list(purposes)))
-    ranked = inner.subquery()
-    for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
+        stmt = stmt.where(Cur.purpose.in_(list(purposes)))
+    for row in session.scalars(stmt):
         out[row.subject_id][row.purpose] = _grant(row)
     return out
 
@@ -282,15 +268,7 @@ def load_states(
     return {s: _state(statuses.get(s), consents[s]) for s in ids}
 
 
-# One round trip for a decision: the subject's status and its latest record for one purpose.
-_LATEST = (
-    select(Rec.id)
-    .where(Rec.subject_id == Profile.id, Rec.purpose == bindparam("purpose"))
-    .order_by(Rec.at.desc(), Rec.id.desc())
-    .limit(1)
-    .correlate(Profile)
-    .scalar_subquery()
-)
+# One round trip for a decision: the subject's status and its current consent for one purpose.
 _STATE_COLUMNS = (
     SubjectStatus.minor,
     SubjectStatus.restricted_at,
@@ -299,16 +277,16 @@ _STATE_COLUMNS = (
 _ONE_PURPOSE = (
     select(
         *_STATE_COLUMNS,
-        Rec.state,
-        Rec.notice_id,
-        Rec.notice_version,
-        Rec.separate,
-        Rec.guardian.is_not(None).label("has_guardian"),
-        Rec.at,
+        Cur.state,
+        Cur.notice_id,
+        Cur.notice_version,
+        Cur.separate,
+        Cur.guardian,
+        Cur.at,
     )
     .select_from(Profile)
     .outerjoin(SubjectStatus, SubjectStatus.subject_id == Profile.id)
-    .outerjoin(Rec, Rec.id == _LATEST)
+    .outerjoin(Cur, and_(Cur.subject_id == Profile.id, Cur.purpose == bindparam("purpose")))
     .where(Profile.id == bindparam("subject"))
 )
 _NO_PURPOSE = (
@@ -352,7 +330,7 @@ def _prepared(session: Session, with_consent: bool) -> _Prepared:
     if found is None:
         compiled = (_ONE_PURPOSE if with_consent else _NO_PURPOSE).compile(dialect=dialect)
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        read_at = Rec.__table__.c.at.type.dialect_impl(dialect).result_processor(dialect, None)
+        read_at = Cur.__table__.c.at.type.dialect_impl(dialect).result_processor(dialect, None)
         found = _Prepared(str(compiled), order, dict(compiled.params), read_at)
         _PREPARED[(dialect.name, with_consent)] = found
     return found

@@ -37,7 +37,9 @@ KEPT_TABLES = frozenset(
 )
 # Under a legal hold these stay (restricted) and, in tables of named events, the held names.
 HELD_EVENT = "event:"
-_KEPT_UNDER_HOLD = frozenset({"profile", "identity", "subject_status", "consent_record"})
+_KEPT_UNDER_HOLD = frozenset(
+    {"profile", "identity", "subject_status", "consent_record", "consent_current"}
+)
 _NAMED_EVENT_TABLES = frozenset({"event", "subject_daily"})
 # Erased last, by profiles.service.erase (which shreds the key and writes the ledger).
 _PROFILE_TABLES = frozenset({"profile", "identity"})

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from cdp.api import Runtime
 from cdp.audit.service import RequestContext, verify_chain
 from cdp.consent import service
-from cdp.consent.models import ConsentRecord
+from cdp.consent.models import ConsentCurrent, ConsentRecord
 from cdp.db import unit_of_work
 
 WRITES = 1000
@@ -93,9 +93,12 @@ def test_concurrent_grants_and_withdrawals_leave_the_last_commit_current(
             )
         )
         current = service.current(session, [subject])[subject]["marketing"]
+        row = session.get(ConsentCurrent, (subject, "marketing"))
         report = verify_chain(session)
     assert len(history) == WRITES == len(commit_order)
     # The derived state is the last committed write, and history follows commit order.
     assert current.state == commit_order[-1][1]
+    # consent_current, which decisions and member lists read, holds that last record.
+    assert row is not None and (row.record_id, row.state) == (history[-1].id, current.state)
     assert [r.state for r in history] == [state for _, state in commit_order]
     assert report.first_bad_seq is None and report.checked >= WRITES
