@@ -4,6 +4,7 @@ explanations for staff and for the customer, and snapshots with enter/leave hist
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -391,3 +392,68 @@ def test_ingestion_keeps_the_summary_current(
     assert vip["member"] is True
     assert vip["conditions"][0]["values"] == {"value": 110000.0}
     assert explain("potential")["conditions"][-1]["values"] == {"value": 2}
+
+
+def test_members_over_http_follow_each_consent_change_at_once(
+    client: TestClient,
+    runtime: Runtime,
+    data: dict[str, str],
+    analyst: dict[str, str],
+    token_for: Headers,
+) -> None:
+    app = token_for("app")
+    headers = {**analyst, "X-Purpose": "analytics"}
+
+    def consent_change(subject: str, state: str) -> None:
+        body = {
+            "purpose": "analytics",
+            "state": state,
+            "notice_id": "privacy-notice",
+            "notice_version": 2,
+            "channel": "app",
+            "evidence": {"text_sha256": "ab" * 32, "locale": "zh-CN"},
+        }
+        resp = client.post(f"/v1/profiles/{subject}/consents", json=body, headers=app)
+        assert resp.status_code == 201, resp.text
+
+    def members() -> set[str]:
+        resp = client.get("/v1/segments/active/members", params={"limit": 100}, headers=headers)
+        assert resp.status_code == 200, resp.text
+        return _names(data, resp.json()["items"])
+
+    assert members() == set()
+    for name in ("p3", "p6"):
+        consent_change(data[name], "granted")
+    assert members() == {"p3", "p6"}
+    # The very next request after a withdrawal leaves the subject out (PIPL art. 15) ...
+    consent_change(data["p6"], "withdrawn")
+    assert members() == {"p3"}
+    consent_change(data["p6"], "granted")
+    assert members() == {"p3", "p6"}
+    # ... and an imported older grant joins the history without undoing a later withdrawal.
+    consent_change(data["p3"], "withdrawn")
+    row = {
+        "profile_id": data["p3"],
+        "purpose": "analytics",
+        "state": "granted",
+        "notice_id": "privacy-notice",
+        "notice_version": 2,
+        "channel": "paper",
+        "at": "2026-01-10T09:00:00+08:00",
+        "text_sha256": "ab" * 32,
+        "locale": "zh-CN",
+    }
+    resp = client.post(
+        "/v1/consents:import",
+        content=json.dumps(row) + "\n",
+        headers={**app, "Content-Type": "application/x-ndjson"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert members() == {"p6"}
+    with unit_of_work(runtime.sessions) as session:
+        ids = list(
+            service.stream_member_ids(
+                session, policy=runtime.policy, key="active", purpose="analytics"
+            )
+        )
+    assert _names(data, ids) == {"p6"}

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, or_, true
 
-from cdp.consent.models import ConsentRecord, SubjectStatus
+from cdp.consent.models import ConsentCurrent, SubjectStatus
 from cdp.policy.decide import STORAGE_PURPOSE
 from cdp.policy.model import Policy
 
@@ -19,34 +19,30 @@ def allowed(policy: Policy, purpose: str, subject_id: Any) -> ColumnElement[bool
     and purpose, are the caller's: decide(policy, principal, purpose))."""
     spec = policy.purposes[purpose]
     status = SubjectStatus
-    conditions: list[ColumnElement[bool]] = []
-    blocked = []
+    blocked: list[ColumnElement[bool]] = []
     if not (spec.legal_basis == "legal_obligation" or spec.id == STORAGE_PURPOSE):
         blocked.append(status.restricted_at.is_not(None))
     if spec.personalisation:
         blocked.append(status.personalisation_opt_out_at.is_not(None))
-    if blocked:
-        conditions.append(~exists().where(status.subject_id == subject_id, or_(*blocked)))
-    if spec.legal_basis == "consent":
-        # The current record is the latest by (at, id): one backward index probe per subject
-        # (ix_consent_record_current), so the cost follows the members, not every record.
-        rec = ConsentRecord
-        # Correlated to the record's subject (the enclosing subquery), never left free.
-        minor = exists().where(status.subject_id == rec.subject_id, status.minor.is_(True))
-        checks = [
-            rec.state == "granted",
-            rec.notice_id == (spec.notice or ""),
-            rec.notice_version >= policy.consent_floor(spec.id),
-            or_(rec.guardian.is_not(None), ~minor),
-        ]
-        if spec.needs_separate_consent:
-            checks.append(rec.separate.is_(True))
-        current = (
-            select(and_(*checks))
-            .where(rec.subject_id == subject_id, rec.purpose == spec.id)
-            .order_by(rec.at.desc(), rec.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        conditions.append(current.is_(true()))
-    return and_(true(), *conditions)
+    if spec.legal_basis != "consent":
+        if not blocked:
+            return true()
+        return ~exists().where(status.subject_id == subject_id, or_(*blocked))
+    # One semi-join to the subjects with a usable current consent (consent_current: the latest
+    # record per subject and purpose), whose status rows are anti-joined inside it: the database
+    # hashes both sets once instead of probing each candidate subject twice.
+    cur = ConsentCurrent
+    # A minor's consent counts only when a guardian gave it (PIPL art. 31).
+    blocked.append(and_(status.minor.is_(True), cur.guardian.is_not(True)))
+    checks = [
+        cur.subject_id == subject_id,
+        cur.purpose == spec.id,
+        cur.state == "granted",
+        cur.notice_id == (spec.notice or ""),
+        cur.notice_version >= policy.consent_floor(spec.id),
+        # Correlated to the consent row's subject, never left free.
+        ~exists().where(status.subject_id == cur.subject_id, or_(*blocked)),
+    ]
+    if spec.needs_separate_consent:
+        checks.append(cur.separate.is_(True))
+    return exists().where(*checks)

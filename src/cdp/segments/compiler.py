@@ -395,11 +395,19 @@ def _metric(leaf: lang.Metric, at: Clock, ids: Any) -> Compiled:
         if leaf.window == "months":
             assert leaf.n is not None
             total = months_sum("mr" if leaf.metric == "revenue" else "mo", at, leaf.n)
+            test = _cmp(op, total, money)
         else:
-            total = func.coalesce(s.revenue if leaf.metric == "revenue" else s.orders, 0)
-        return Compiled(
-            _cmp(op, total, money), {"value": total}, summary=True, empty=zero_matches(op, v)
-        )
+            # The column itself, not COALESCE(column, 0) (NULL without a summary row):
+            # PostgreSQL estimates a column test from its statistics, a COALESCE as 0.5 %,
+            # which turned large member lists into nested loops.
+            column = s.revenue if leaf.metric == "revenue" else s.orders
+            total = func.coalesce(column, 0)
+            test = (
+                or_(column.is_(None), _cmp(op, column, money))
+                if zero_matches(op, v)
+                else and_(column.is_not(None), _cmp(op, column, money))
+            )
+        return Compiled(test, {"value": total}, summary=True, empty=zero_matches(op, v))
     if leaf.metric == "activity_change":
         assert leaf.n is not None
         if leaf.window == "weeks":

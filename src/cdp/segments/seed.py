@@ -76,7 +76,10 @@ def _bulk(
         for row in rows:
             copy.write_row(
                 tuple(
-                    json.dumps(row.get(c), ensure_ascii=False) if c in json_columns else row.get(c)
+                    # None is SQL NULL, as the ORM writes it (none_as_null), not JSON null.
+                    json.dumps(row[c], ensure_ascii=False)
+                    if c in json_columns and row.get(c) is not None
+                    else row.get(c)
                     for c in columns
                 )
             )

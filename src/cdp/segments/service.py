@@ -29,7 +29,7 @@ from cdp.metrics import kanon
 from cdp.policy import Decision, Policy
 from cdp.policy import decide as policy_decide
 from cdp.profiles.models import Profile
-from cdp.segments import compiler, language
+from cdp.segments import compiler, language, streaming
 from cdp.segments.access import allowed
 from cdp.segments.compiler import PROFILE, Clock
 from cdp.segments.models import Segment, SegmentChange, SegmentMember, SegmentRefresh
@@ -236,10 +236,7 @@ def _members_stmt(
 def stream_member_ids(session: Session, *, policy: Policy, key: str, purpose: str) -> Iterator[str]:
     """Members allowed for the purpose, streamed from a server-side cursor in id order."""
     stmt, ids = _members_stmt(session, policy=policy, key=key, purpose=purpose)
-    result = session.execute(stmt.order_by(ids).execution_options(yield_per=STREAM_BATCH))
-    for partition in result.partitions():
-        for row in partition:
-            yield row[0]
+    return streaming.first_column(session, stmt.order_by(ids), STREAM_BATCH)
 
 
 def member_ids(session: Session, *, policy: Policy, key: str, purpose: str) -> list[str]:
