@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import and_, bindparam, literal, select
+from sqlalchemy import Table, and_, bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from cdp.audit import service as audit
 from cdp.auth.principal import Principal
 from cdp.consent import transfers
 from cdp.consent.models import ConsentCurrent, ConsentRecord, SubjectStatus
-from cdp.db import utcnow
+from cdp.db import one_of, utcnow
 from cdp.errors import CdpError, Forbidden, NotFound, ValidationFailed
 from cdp.policy import (
     NO_RECORD,
@@ -43,6 +43,8 @@ ACTIONS = {"granted": "consent.grant", "withdrawn": "consent.withdraw", "refused
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 Cur = ConsentCurrent
+_CURRENT = cast(Table, ConsentCurrent.__table__).c
+_STATUS = cast(Table, SubjectStatus.__table__).c
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +236,23 @@ def current(
     out: dict[str, dict[str, ConsentGrant]] = {s: {} for s in ids}
     if not ids:
         return out
-    stmt = select(Cur).where(Cur.subject_id.in_(ids))
+    session.flush()  # Core below: no autoflush of records added to the session
+    c = _CURRENT
+    stmt = select(
+        c.subject_id,
+        c.purpose,
+        c.state,
+        c.notice_id,
+        c.notice_version,
+        c.separate,
+        c.guardian,
+        c.at,
+    ).where(one_of(session, c.subject_id, ids))
     if purposes is not None:
-        stmt = stmt.where(Cur.purpose.in_(list(purposes)))
-    for row in session.scalars(stmt):
+        stmt = stmt.where(one_of(session, c.purpose, purposes))
+    # Core rows through the connection: loading ORM objects cost more than the query (this
+    # runs for every ingested batch and every list decision).
+    for row in session.connection().execute(stmt):
         out[row.subject_id][row.purpose] = _grant(row)
     return out
 
@@ -257,14 +272,15 @@ def load_states(
     """SubjectState for many subjects: two queries whatever their number."""
     ids = list(subject_ids)
     consents = current(session, ids, purposes)
-    statuses = (
-        {
-            s.subject_id: s
-            for s in session.scalars(select(SubjectStatus).where(SubjectStatus.subject_id.in_(ids)))
-        }
-        if ids
-        else {}
-    )
+    statuses = {}
+    if ids:
+        st = _STATUS
+        found = session.connection().execute(
+            select(st.subject_id, st.minor, st.restricted_at, st.personalisation_opt_out_at).where(
+                one_of(session, st.subject_id, ids)
+            )
+        )
+        statuses = {row.subject_id: row for row in found}
     return {s: _state(statuses.get(s), consents[s]) for s in ids}
 
 
